@@ -1,0 +1,31 @@
+# Latent Studio — the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export OMP_WAIT_POLICY := PASSIVE
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+# Torch first, pinned (pip takes it from the local disk where it lies there);
+# then the project and its dev tools. Re-runs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(PY) main.py
+
+test: setup
+	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+bench: setup
+	@for f in bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,60 @@
+"""Latent Studio: opens the app, or with a subcommand runs headless.
+
+    python main.py                 # the painting app
+    python main.py FILE.ora        # the app, opening FILE
+    python main.py inpaint ...     # headless; `python main.py --help` lists them
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# Torch slows down badly when its worker threads spin while another process
+# wants the core; this must be set before torch is imported anywhere.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Each module registers its own subcommands: register(subparsers) adds parsers
+# whose `func(args) -> int` runs the command. Adding a command means adding a
+# module here, nothing else.
+COMMAND_MODULES = (
+    "backend.cli",
+    "backend.training.cli",
+)
+
+
+def build_parser():
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="latent-studio",
+        description="Latent Studio: paint, inpaint, outpaint, vary and upscale with latent diffusion.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not an absent module
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (len(argv) == 1 and not argv[0].startswith("-") and os.path.exists(argv[0])):
+        from studio.app import run_app
+
+        return run_app(argv[0] if argv else None)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
