@@ -1,0 +1,209 @@
+"""Headless subcommands: inpaint, img2img, models. Same engine as the app.
+
+Bad input prints one line on stderr and exits 2 with nothing written; a job
+that fails while running exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+from pathlib import Path
+
+from .errors import BackendError
+from .requests import FILL_MODES
+from .samplers import DEFAULT_SAMPLER, SAMPLERS
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def register(sub) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument("--image", required=True, help="input image: PNG, JPEG, WebP or .ora")
+    g.add_argument("--out", required=True, help="output .png (or .ora); with --count N, OUT-0.png … OUT-(N-1).png")
+    g.add_argument("--model", default="", help="diffusers folder, .safetensors file, hub id or name from `models`")
+    g.add_argument("--prompt", default="")
+    g.add_argument("--negative", default="", help="negative prompt")
+    g.add_argument("--steps", type=int, default=20)
+    g.add_argument("--guidance", type=float, default=7.0, help="classifier-free guidance (CFG) scale")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--count", type=int, default=1, help="variations, with seeds seed … seed+count-1")
+    g.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=list(SAMPLERS))
+    g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="allow .ckpt/.pt/.bin model files (read with weights_only=True)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("inpaint", parents=[common], help="repaint the masked part of an image")
+    p.add_argument("--mask", required=True, help="image the size of the input; white (or alpha) = repaint")
+    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--grow", type=int, default=8, help="grow (negative: shrink) the mask, pixels")
+    p.add_argument("--feather", type=int, default=8, help="soften the mask edge, pixels")
+    p.add_argument("--fill", default="original", choices=FILL_MODES, help="what the masked area starts as")
+    p.add_argument("--padding", type=int, default=48, help="context around the mask, pixels")
+    p.set_defaults(func=_inpaint)
+
+    p = sub.add_parser("img2img", parents=[common], help="variations of a whole image")
+    p.add_argument("--strength", type=float, default=0.6)
+    p.set_defaults(func=_img2img)
+
+    p = sub.add_parser("models", help="list the models found")
+    p.set_defaults(func=_models)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _common(args) -> dict:
+    return dict(
+        model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
+        guidance=args.guidance, strength=args.strength, count=args.count, sampler=args.sampler,
+        allow_pickle=args.allow_pickle,
+    )
+
+
+def _check_out(out: Path) -> None:
+    from .imagefiles import ImageFileError
+
+    if out.suffix.lower() not in (".png", ".ora"):
+        raise ImageFileError(f"--out {out.name} must end in .png or .ora.")
+    if not out.parent.is_dir():
+        raise ImageFileError(f"The folder {out.parent} does not exist: create it or choose another --out.")
+
+
+def _inpaint(args) -> int:
+    from .imagefiles import read_mask, read_rgba
+    from .requests import InpaintRequest
+
+    try:
+        _check_out(Path(args.out))
+        image = read_rgba(args.image)
+        mask = read_mask(args.mask, (image.shape[1], image.shape[0]))
+        request = InpaintRequest.from_document(
+            image, mask, grow=args.grow, feather=args.feather, fill=args.fill, padding=args.padding, **_common(args)
+        )
+    except BackendError as exc:
+        return _fail(str(exc))
+    return _run(args, request, image)
+
+
+def _img2img(args) -> int:
+    from .imagefiles import read_rgba
+    from .requests import Img2ImgRequest
+
+    try:
+        _check_out(Path(args.out))
+        image = read_rgba(args.image)
+        request = Img2ImgRequest(image=image, **_common(args))
+    except BackendError as exc:
+        return _fail(str(exc))
+    return _run(args, request, image)
+
+
+def _run(args, request, document) -> int:
+    """Runs one job to the end, drawing a progress bar; writes the outputs only on success."""
+    from .engine import Engine
+    from .events import Cancelled, Failed, Progress, Result, Started
+    from .models import preflight
+
+    try:
+        source = preflight(request.model, allow_pickle=request.allow_pickle)
+    except BackendError as exc:
+        return _fail(str(exc))
+    if source.kind == "folder" and (source.path / "latent_studio.json").is_file() and request.prompt:
+        import json
+
+        if json.loads((source.path / "latent_studio.json").read_text()).get("ignores_prompt"):
+            print(f"note: {source.name} was trained without captions and ignores the prompt.", file=sys.stderr)
+
+    events: queue.Queue = queue.Queue()
+    engine = Engine(events.put, device=args.device)
+    bar = None
+    try:
+        engine.submit(request)
+        while True:
+            event = events.get()
+            if isinstance(event, Started) and not args.quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=event.total, unit="step", file=sys.stderr, leave=False)
+            elif isinstance(event, Progress) and bar is not None:
+                bar.n = event.step
+                if event.stage:
+                    bar.set_description(event.stage)
+                bar.refresh()
+            elif isinstance(event, Result):
+                if bar is not None:
+                    bar.close()
+                return _write(args, request, document, event)
+            elif isinstance(event, Failed):
+                if bar is not None:
+                    bar.close()
+                return _fail(event.message, EXIT_FAILED)
+            elif isinstance(event, Cancelled):
+                if bar is not None:
+                    bar.close()
+                return _fail("the job was cancelled.", EXIT_FAILED)
+    except KeyboardInterrupt:
+        engine.cancel_all()
+        return _fail("interrupted; nothing was written.", 130)
+    finally:
+        engine.shutdown(wait=False)
+
+
+def _write(args, request, document, result) -> int:
+    import numpy as np
+
+    from .imagefiles import numbered, write_png
+    from .parameters import format_parameters
+
+    out = Path(args.out)
+    if out.suffix.lower() == ".ora":
+        return _write_ora(args, result)
+    for i, item in enumerate(result.images):
+        full = np.array(document, copy=True)
+        x, y, w, h = item.rect
+        full[y: y + h, x: x + w] = item.image  # on the command line the document starts at (0, 0)
+        write_png(full, numbered(out, i, len(result.images)), format_parameters(item.parameters))
+        print(numbered(out, i, len(result.images)))
+    return 0
+
+
+def _write_ora(args, result) -> int:
+    """The input document plus one layer per generated image."""
+    import numpy as np
+    from canvas.image_io import load_image
+    from canvas.ora import save_ora
+
+    from .parameters import format_parameters
+
+    doc = load_image(args.image)
+    for item in result.images:
+        x, y, w, h = item.rect
+        layer = item.image.copy()
+        layer[..., 3] = np.minimum(layer[..., 3], item.mask)  # only what the job changed
+        name = f"{args.command.capitalize()}: {(args.prompt or 'untitled')[:40]}"
+        doc.add_generated_layer(layer, x, y, name, format_parameters(item.parameters))
+    save_ora(doc, args.out)
+    print(args.out)
+    return 0
+
+
+def _models(args) -> int:
+    from .models import list_models
+
+    found = list_models()
+    if not found:
+        print("No models found. Put diffusers folders or .safetensors files in the model folder:")
+        from .paths import models_dir
+
+        print(f"  {models_dir()}")
+        return 0
+    width = max(len(name) for name, _, _ in found)
+    for name, kind, where in found:
+        print(f"{name:<{width}}  {kind:<12}  {where}")
+    return 0

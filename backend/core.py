@@ -1,0 +1,186 @@
+"""The region-diffusion core shared by every operation.
+
+``diffuse_region`` takes a crop of document pixels and a soft mask (0-1) for
+it, scales the crop to the model's working size, runs one diffusers
+pipeline, scales the result back and composites it so that every pixel
+outside the mask stays bit-exact. Inpaint, img2img, outpaint and the tiles of
+an upscale refine all come through here.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .errors import JobCancelled
+from .events import Event, Preview, Progress
+from .region import composite, prefill, working_size
+from .samplers import make_scheduler, sampler_label
+
+
+@dataclass
+class JobContext:
+    """What a running job may use: its id, the event sink, the cancel flag, the models."""
+
+    job_id: int
+    emit: Callable[[Event], None]
+    cancel_flag: threading.Event
+    models: object  # ModelManager
+    preview_interval: float = 0.1
+    tiny_decoder: object = None
+    total: int = 0
+    step: int = 0
+    _last_preview: float = field(default=0.0, repr=False)
+
+    def check_cancel(self) -> None:
+        if self.cancel_flag.is_set():
+            raise JobCancelled()
+
+    def stage(self, text: str) -> None:
+        self.emit(Progress(self.job_id, self.step, self.total, text))
+
+    def advance(self, stage: str = "") -> None:
+        self.step += 1
+        self.emit(Progress(self.job_id, self.step, self.total, stage))
+
+    def preview_due(self, final: bool) -> bool:
+        now = time.monotonic()
+        if final or now - self._last_preview >= self.preview_interval:
+            self._last_preview = now
+            return True
+        return False
+
+
+def effective_steps(steps: int, strength: float) -> int:
+    """How many denoising steps diffusers runs for ``steps`` at ``strength``."""
+    return max(1, min(int(steps * strength), steps))
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance: float
+    strength: float
+    sampler: str
+    seed: int
+    fill: str = "original"
+    match_seam: bool = True
+
+
+def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
+                   *, stage: str = "", full_region: bool = False) -> tuple[np.ndarray, dict]:
+    """Diffuses one region; returns (composited RGBA crop, generation parameters)."""
+    import torch
+
+    ch, cw = pixels.shape[:2]
+    work_w, work_h = working_size(cw, ch, model.native_size)
+    rgb = prefill(pixels[..., :3], soft, s.fill, s.seed)
+    init = Image.fromarray(rgb).resize((work_w, work_h), Image.LANCZOS)
+    use_inpaint = not full_region or model.is_inpainting
+    pipe = model.inpaint if use_inpaint else model.img2img
+    pipe.scheduler = make_scheduler(s.sampler, model.scheduler_config)
+    x0_holder = _capture_x0(pipe.scheduler)
+    vae = pipe.vae
+    if work_w * work_h > (2 * model.native_size) ** 2:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+
+    previewer = model.previewer(ctx.tiny_decoder)
+    alpha = (np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)
+    n_steps = effective_steps(s.steps, s.strength)
+    done = 0
+
+    def on_step(_pipe, i, _t, tensors):
+        nonlocal done
+        ctx.check_cancel()
+        done += 1
+        ctx.advance(stage)
+        if ctx.preview_due(final=done >= n_steps):
+            latents = x0_holder.get("x0")
+            if latents is None:
+                latents = tensors["latents"]
+            small = previewer.to_rgb(latents[:1])
+            image = np.empty((ch, cw, 4), np.uint8)
+            image[..., :3] = np.asarray(Image.fromarray(small).resize((cw, ch), Image.BILINEAR))
+            image[..., 3] = alpha
+            ctx.emit(Preview(ctx.job_id, image, rect, ctx.step, ctx.total))
+        return {}
+
+    kwargs = dict(
+        prompt=s.prompt, negative_prompt=s.negative_prompt or None, image=init, height=work_h, width=work_w,
+        strength=s.strength, num_inference_steps=s.steps, guidance_scale=s.guidance,
+        generator=torch.Generator(device="cpu").manual_seed(s.seed), output_type="np",
+        callback_on_step_end=on_step,
+    )
+    if use_inpaint:
+        mask_full = soft if not full_region else np.ones_like(soft)
+        kwargs["mask_image"] = Image.fromarray((mask_full > 0.5).astype(np.uint8) * 255).resize(
+            (work_w, work_h), Image.BILINEAR
+        )
+    hooks = _install_cancel_hooks(pipe.unet, ctx)
+    try:
+        out = pipe(**kwargs).images[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    generated = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if (work_w, work_h) != (cw, ch):
+        generated = np.asarray(Image.fromarray(generated).resize((cw, ch), Image.LANCZOS))
+    result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
+    params = {
+        "prompt": s.prompt,
+        "negative_prompt": s.negative_prompt,
+        "Steps": s.steps,
+        "Sampler": sampler_label(s.sampler),
+        "CFG scale": f"{s.guidance:g}",
+        "Seed": s.seed,
+        "Size": f"{work_w}x{work_h}",
+        "Model": model.name,
+    }
+    if s.strength < 1.0 or full_region:
+        params["Denoising strength"] = f"{s.strength:g}"
+    return result, params
+
+
+def _capture_x0(scheduler) -> dict:
+    """Wraps ``scheduler.step`` to keep the latest denoised estimate (x0) for previews."""
+    holder: dict = {}
+    original = scheduler.step
+
+    def step(model_output, timestep, sample, *args, **kwargs):
+        out = original(model_output, timestep, sample, *args, **kwargs)
+        x0 = None
+        if isinstance(out, tuple):
+            x0 = out[1] if len(out) > 1 else None
+        else:
+            x0 = getattr(out, "pred_original_sample", None)
+        if x0 is None and getattr(scheduler, "model_outputs", None):
+            # DPM-Solver++ and UniPC keep their x0 prediction as the last model output.
+            last = scheduler.model_outputs[-1]
+            config = scheduler.config
+            if last is not None and (
+                str(config.get("algorithm_type", "")).endswith("++") or config.get("predict_x0", False)
+            ):
+                x0 = last
+        holder["x0"] = x0
+        return out
+
+    scheduler.step = step
+    return holder
+
+
+def _install_cancel_hooks(unet, ctx: JobContext) -> list:
+    """Forward pre-hooks on the UNet's blocks: a cancel stops within a fraction of a step."""
+
+    def hook(_module, _inputs):
+        ctx.check_cancel()
+
+    blocks = list(unet.down_blocks) + [unet.mid_block] + list(unet.up_blocks)
+    return [b.register_forward_pre_hook(hook) for b in blocks if b is not None]

@@ -1,0 +1,213 @@
+"""The engine: one worker thread that owns torch and runs jobs in order.
+
+    engine = Engine(on_event)          # on_event(event) is called on the worker thread
+    job = engine.submit(InpaintRequest(...))
+    engine.cancel(job)
+    engine.shutdown()
+
+Jobs run one at a time in submission order. Each answers with ``Started``,
+then ``Progress``/``Preview`` events, then exactly one of ``Result``,
+``Failed`` or ``Cancelled``; the engine is ready for the next job whatever
+happened. Nothing here imports torch until the worker runs its first job, so
+creating an engine is instant.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import traceback
+from typing import Callable
+
+from .errors import BackendError, InvalidRequest, JobCancelled
+from .events import Cancelled, Event, Failed, Result, Started
+from .requests import GenerationRequest
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+class Engine:
+    def __init__(self, on_event: Callable[[Event], None], *, device: str | None = None, dtype=None,
+                 preview_interval: float = 0.1, tiny_decoder: str | None = None, threads: int | None = None):
+        self._on_event = on_event
+        self._device = device
+        self._dtype = dtype
+        self._preview_interval = preview_interval
+        self._tiny_decoder_path = tiny_decoder
+        self._threads = threads
+        self._ids = itertools.count(1)
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending: dict[int, GenerationRequest] = {}
+        self._running: tuple[int, threading.Event] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="latent-studio-engine", daemon=True)
+        self._thread.start()
+
+    # --- the caller's side -------------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> int:
+        """Queues a job and returns its id (validation already happened when the request was built)."""
+        if not isinstance(request, GenerationRequest):
+            raise InvalidRequest(f"The engine takes a request object, not {type(request).__name__}.")
+        from .operations import OPERATIONS  # noqa: F401 - light: no torch at import
+
+        if type(request) not in OPERATIONS:
+            raise InvalidRequest(f"No operation runs {type(request).__name__} requests.")
+        with self._lock:
+            if self._closed:
+                raise BackendError("The engine has been shut down: start the app again.")
+            job_id = next(self._ids)
+            self._pending[job_id] = request
+        self._queue.put(job_id)
+        return job_id
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancels a queued or running job; False when it already ended."""
+        with self._lock:
+            if job_id in self._pending:
+                del self._pending[job_id]
+                queued = True
+            elif self._running and self._running[0] == job_id:
+                self._running[1].set()
+                return True
+            else:
+                return False
+        if queued:
+            self._emit(Cancelled(job_id))
+        return True
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            ids = list(self._pending)
+            running = self._running
+        for job_id in ids:
+            self.cancel(job_id)
+        if running:
+            running[1].set()
+
+    def shutdown(self, wait: bool = True, timeout: float | None = 30.0) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.cancel_all()
+        self._queue.put(_STOP)
+        if wait:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._running is not None or bool(self._pending)
+
+    # --- the worker's side -------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # a broken listener must not kill the worker
+            log.exception("event handler failed for %r", event)
+
+    def _work(self) -> None:
+        ctx_factory = None
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            with self._lock:
+                request = self._pending.pop(item, None)
+                if request is None:
+                    continue  # cancelled while queued
+                flag = threading.Event()
+                self._running = (item, flag)
+            try:
+                if ctx_factory is None:
+                    ctx_factory = self._start_torch()
+                self._run(item, request, flag, ctx_factory)
+            finally:
+                with self._lock:
+                    self._running = None
+        self._models = None
+
+    def _start_torch(self):
+        import os
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        import torch
+
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        _quiet_libraries()
+        from .core import JobContext
+        from .models import ModelManager
+
+        self._models = ModelManager(self._device, self._dtype)
+        tiny = None
+        if self._tiny_decoder_path:
+            from diffusers import AutoencoderTiny
+
+            tiny = AutoencoderTiny.from_pretrained(self._tiny_decoder_path)
+        self._tiny = tiny
+
+        def make(job_id, flag, total):
+            return JobContext(job_id, self._emit, flag, self._models, self._preview_interval, self._tiny, total)
+
+        return make
+
+    def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
+        from .operations import OPERATIONS, total_steps
+
+        total = total_steps(request)
+        self._emit(Started(job_id, request.operation, total))
+        try:
+            ctx = make_ctx(job_id, flag, total)
+            images = OPERATIONS[type(request)](ctx, request)
+        except JobCancelled:
+            self._emit(Cancelled(job_id))
+        except BackendError as exc:
+            self._emit(Failed(job_id, str(exc), traceback.format_exc()))
+        except MemoryError:
+            self._emit(Failed(job_id, _OOM, traceback.format_exc()))
+        except Exception as exc:  # anything unexpected: a message, a log entry, and on to the next job
+            log.exception("job %s failed", job_id)
+            message = _OOM if "out of memory" in str(exc).lower() else (
+                f"The job failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); details are in the log."
+            )
+            self._emit(Failed(job_id, message, traceback.format_exc()))
+        else:
+            if flag.is_set():
+                self._emit(Cancelled(job_id))
+            else:
+                self._emit(Result(job_id, images))
+        finally:
+            _free_memory()
+
+
+def _quiet_libraries() -> None:
+    """Our own events report progress; the libraries' bars and notices would only be noise."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
+_OOM = "The job ran out of memory: use a smaller region or fewer variations, or close other programs."
+
+
+def _free_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

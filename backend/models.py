@@ -1,0 +1,395 @@
+"""Finding and loading models.
+
+A model reference is one of:
+
+* ``""``: the embedded default model (``resources/models``), when one ships;
+* a name from ``python main.py models``: an embedded model, or a folder or
+  ``.safetensors`` file in the user's model folder;
+* a path to a diffusers folder (``model_index.json`` inside);
+* a path to a single-file ``.safetensors`` checkpoint of SD 1.x, SD 2.x or
+  SDXL, loaded offline with the config folders shipped in
+  ``resources/model-configs`` (or a diffusers config folder placed beside it
+  as ``NAME.config/``, for unusual architectures);
+* a pickle checkpoint (``.ckpt``/``.pt``/``.pth``/``.bin``): refused unless
+  the request opts in, then read with ``weights_only=True``;
+* a hub id ``owner/name``: taken from the local hub cache, else downloaded.
+
+All operations of one model share its weights: the img2img pipeline is made
+from the inpaint pipeline with ``from_pipe``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import paths
+from .checkpoints import PICKLE_SUFFIXES, CheckpointInfo, inspect_checkpoint, load_pickle_weights
+from .errors import ModelError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: str  # "folder", "single_file", "pickle" or "hub"
+    location: str  # a path, or the hub id
+    name: str  # what the user sees and what goes into the PNG parameters
+
+    @property
+    def path(self) -> Path:
+        return Path(self.location)
+
+
+def default_model() -> str:
+    """The embedded model's name, or "" when none ships."""
+    if paths.EMBEDDED_MODELS.is_dir():
+        for folder in sorted(paths.EMBEDDED_MODELS.iterdir()):
+            if (folder / "model_index.json").is_file():
+                return folder.name
+    return ""
+
+
+def resolve(ref: str) -> ModelSource:
+    """Turns what the user typed into a :class:`ModelSource`, or says clearly why not."""
+    ref = (ref or "").strip()
+    if not ref:
+        ref = default_model()
+        if not ref:
+            raise ModelError(
+                "No model was chosen and no embedded model is installed: pass --model with a diffusers "
+                "folder, a .safetensors file or a hub id."
+            )
+    path = Path(os.path.expanduser(ref))
+    if not path.exists():
+        for base in (paths.EMBEDDED_MODELS, paths.models_dir()):
+            for candidate in (base / ref, base / f"{ref}.safetensors"):
+                if candidate.exists():
+                    path = candidate
+                    break
+            if path.exists():
+                break
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelError(
+                f"The folder {path} is not a diffusers model (it has no model_index.json): choose the "
+                "model's top folder, or a .safetensors file."
+            )
+        return ModelSource("folder", str(path), path.name)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix == ".safetensors":
+            return ModelSource("single_file", str(path), path.stem)
+        if suffix in PICKLE_SUFFIXES:
+            return ModelSource("pickle", str(path), path.stem)
+        raise ModelError(
+            f"{path.name} is not a model file Latent Studio can load: use a .safetensors checkpoint or a "
+            "diffusers folder."
+        )
+    if HUB_ID.match(ref) and not ref.startswith((".", "/")):
+        return ModelSource("hub", ref, ref)
+    raise ModelError(
+        f"Model {ref!r} was not found: give a diffusers folder, a .safetensors file, a hub id like "
+        "owner/name, or a name listed by `python main.py models`."
+    )
+
+
+@dataclass
+class LoadedModel:
+    """One model in memory: its pipelines share every weight."""
+
+    source: ModelSource
+    inpaint: object  # a diffusers inpainting pipeline
+    family: str
+    device: object
+    dtype: object
+    _img2img: object = None
+    info: dict = field(default_factory=dict)  # latent_studio.json of embedded models
+    scheduler_config: dict = field(default_factory=dict)  # the model's own, before any sampler swap
+    _previewers: dict = field(default_factory=dict)
+
+    def previewer(self, tiny_decoder=None):
+        """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""
+        from .preview import LatentPreviewer
+
+        key = id(tiny_decoder)
+        if key not in self._previewers:
+            self._previewers[key] = LatentPreviewer(self.vae, tiny_decoder)
+        return self._previewers[key]
+
+    @property
+    def ignores_prompt(self) -> bool:
+        return bool(self.info.get("ignores_prompt", False))
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def unet_in_channels(self) -> int:
+        return int(self.inpaint.unet.config.in_channels)
+
+    @property
+    def is_inpainting(self) -> bool:
+        return self.unet_in_channels == 9
+
+    @property
+    def native_size(self) -> int:
+        """The side in pixels the model was trained at (512 for SD 1.5, 1024 for SDXL)."""
+        if "native_resolution" in self.info:
+            return int(self.info["native_resolution"])
+        return int(self.inpaint.unet.config.sample_size) * int(self.inpaint.vae_scale_factor)
+
+    @property
+    def vae(self):
+        return self.inpaint.vae
+
+    @property
+    def img2img(self):
+        """The image-to-image pipeline, built from the inpaint one (no new weights).
+
+        A 9-channel inpainting UNet cannot run the plain img2img pipeline;
+        those models do img2img as an inpaint with a full mask.
+        """
+        if self.is_inpainting:
+            return self.inpaint
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.inpaint)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
+
+
+Progress = Callable[[str], None]
+
+
+class ModelManager:
+    """Loads models on the worker thread and keeps the last one in memory."""
+
+    def __init__(self, device=None, dtype=None):
+        self._device_override = device
+        self._dtype_override = dtype
+        self._loaded: LoadedModel | None = None
+
+    def get(self, ref: str, *, allow_pickle: bool = False, progress: Progress | None = None) -> LoadedModel:
+        source = resolve(ref)
+        if self._loaded is not None and self._loaded.source == source:
+            return self._loaded
+        self.unload()
+        from .devices import pick_device
+
+        device, dtype = pick_device(self._device_override)
+        if self._dtype_override is not None:
+            dtype = self._dtype_override
+        if progress:
+            progress(f"Loading {source.name}")
+        pipe, family = _load_pipeline(source, dtype, allow_pickle=allow_pickle, progress=progress)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(device)
+        info = {}
+        info_file = source.path / "latent_studio.json" if source.kind == "folder" else None
+        if info_file is not None and info_file.is_file():
+            info = json.loads(info_file.read_text())
+        self._loaded = LoadedModel(
+            source, pipe, family, device, dtype, info=info, scheduler_config=dict(pipe.scheduler.config)
+        )
+        return self._loaded
+
+    def unload(self) -> None:
+        if self._loaded is None:
+            return
+        self._loaded = None
+        import gc
+
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _load_pipeline(source: ModelSource, dtype, *, allow_pickle: bool, progress: Progress | None):
+    if source.kind == "hub":
+        folder = _hub_snapshot(source.location, progress)
+        return _load_folder(folder, dtype)
+    if source.kind == "folder":
+        return _load_folder(source.path, dtype)
+    if source.kind == "pickle":
+        if not allow_pickle:
+            raise ModelError(
+                f"{source.path.name} is a pickle file, which can run code when opened, so it is refused: "
+                "use a .safetensors version, or allow pickle files explicitly (--allow-pickle)."
+            )
+        converted = _pickle_to_safetensors(source.path)
+        return _load_single_file(converted, dtype, config_hint=source.path)
+    return _load_single_file(source.path, dtype)
+
+
+def _load_folder(folder: Path, dtype):
+    from diffusers import AutoPipelineForInpainting
+
+    index = json.loads((folder / "model_index.json").read_text())
+    family = "sdxl" if "text_encoder_2" in index else "sd15"
+    kwargs = {"dtype": dtype}
+    if "safety_checker" in index:
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if "feature_extractor" in index:
+        kwargs["feature_extractor"] = None
+    try:
+        pipe = AutoPipelineForInpainting.from_pretrained(str(folder), local_files_only=True, **kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(
+            f"The model folder {folder.name} could not be loaded ({_first_line(exc)}): it may be incomplete; "
+            "download it again."
+        ) from exc
+    return pipe, family
+
+
+def _single_file_class(info: CheckpointInfo):
+    import diffusers
+
+    return diffusers.StableDiffusionXLInpaintPipeline if info.family == "sdxl" else diffusers.StableDiffusionInpaintPipeline
+
+
+def _load_single_file(path: Path, dtype, config_hint: Path | None = None):
+    info = inspect_checkpoint(path)
+    hint = config_hint or path
+    sidecar = hint.with_name(hint.stem + ".config")
+    config = sidecar if sidecar.is_dir() else info.config_folder
+    cls = _single_file_class(info)
+    kwargs = {"dtype": dtype}
+    if info.family != "sdxl":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)
+    unet_config = json.loads((config / "unet" / "config.json").read_text())
+    if unet_config.get("in_channels") != info.in_channels:
+        # E.g. an SD 2.x or SDXL inpainting file with the family's base config.
+        from diffusers import UNet2DConditionModel
+
+        kwargs["unet"] = UNet2DConditionModel.from_single_file(
+            str(path), config=str(config), subfolder="unet", in_channels=info.in_channels,
+            dtype=dtype, local_files_only=True,
+        )
+    try:
+        pipe = cls.from_single_file(str(path), config=str(config), local_files_only=True, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(
+            f"{path.name} could not be loaded as a {info.family.upper()} checkpoint ({_first_line(exc)}): "
+            f"if it has an unusual architecture, put its diffusers config folder beside it as {path.stem}.config/."
+        ) from exc
+    return pipe, info.family
+
+
+def _pickle_to_safetensors(path: Path) -> Path:
+    """Converts once, with ``weights_only=True``; later loads read the cached copy."""
+    from safetensors.torch import save_file
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = paths.cache_dir() / "converted" / f"{path.stem}-{key}.safetensors"
+    if not target.is_file():
+        weights = load_pickle_weights(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+        os.replace(tmp, target)
+    return target
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_snapshot(repo_id: str, progress: Progress | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    except Exception:  # a broken cache entry: try a download below
+        pass
+    advice = (
+        f"Model {repo_id} is not downloaded and the hub cannot be reached: on a machine with internet run "
+        f"`huggingface-cli download {repo_id}` and copy the folder into {paths.models_dir()}, or put a "
+        ".safetensors file there."
+    )
+    if _offline():
+        raise ModelError(advice)
+    if progress:
+        progress(f"Downloading {repo_id}")
+    try:
+        from diffusers import DiffusionPipeline
+
+        return Path(DiffusionPipeline.download(repo_id, use_safetensors=True))
+    except Exception as exc:
+        text = str(exc).lower()
+        if "404" in text or "not found" in text or ("repository" in text and "exist" in text):
+            raise ModelError(f"Model {repo_id} does not exist on the hub: check the name.") from exc
+        raise ModelError(advice) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def list_models() -> list[tuple[str, str, str]]:
+    """(name, kind, where) for every model found: embedded, the user's folder, the hub cache."""
+    found: list[tuple[str, str, str]] = []
+    if paths.EMBEDDED_MODELS.is_dir():
+        for folder in sorted(paths.EMBEDDED_MODELS.iterdir()):
+            if (folder / "model_index.json").is_file():
+                found.append((folder.name, "embedded", str(folder)))
+    user = paths.models_dir()
+    if user.is_dir():
+        for entry in sorted(user.iterdir()):
+            if entry.is_dir() and (entry / "model_index.json").is_file():
+                found.append((entry.name, "folder", str(entry)))
+            elif entry.suffix.lower() == ".safetensors":
+                found.append((entry.stem, "checkpoint", str(entry)))
+            elif entry.suffix.lower() in PICKLE_SUFFIXES:
+                found.append((entry.stem, "pickle (needs --allow-pickle)", str(entry)))
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+    except Exception:  # no cache folder yet
+        cache = None
+    if cache is not None:
+        for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+            if repo.repo_type == "model" and any(
+                (rev.snapshot_path / "model_index.json").is_file() for rev in repo.revisions
+            ):
+                found.append((repo.repo_id, "hub cache", str(repo.repo_path)))
+    return found
+
+
+def preflight(ref: str, *, allow_pickle: bool = False) -> ModelSource:
+    """The checks that need no torch: found, recognised, allowed, reachable. Raises ModelError."""
+    source = resolve(ref)
+    if source.kind == "pickle" and not allow_pickle:
+        raise ModelError(
+            f"{source.path.name} is a pickle file, which can run code when opened, so it is refused: "
+            "use a .safetensors version, or allow pickle files explicitly (--allow-pickle)."
+        )
+    if source.kind == "single_file":
+        inspect_checkpoint(source.path)
+    if source.kind == "hub" and _offline():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            snapshot_download(source.location, local_files_only=True)
+        except LocalEntryNotFoundError as exc:
+            raise ModelError(
+                f"Model {source.location} is not downloaded and the hub cannot be reached (offline): on a "
+                f"machine with internet run `huggingface-cli download {source.location}` and copy the folder "
+                f"into {paths.models_dir()}, or put a .safetensors file there."
+            ) from exc
+    return source

@@ -1,0 +1,187 @@
+"""The pixel side of the region-diffusion core (numpy only, no torch).
+
+Every operation comes down to: pixels + a coverage mask → a region to diffuse
+at the model's working size → composited back. This module holds the parts
+that are plain image processing: mask grow/shrink/feather, the working size,
+masked-content prefill and seam-matched compositing that leaves every pixel
+outside the final mask bit-exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+# --- mask morphology -------------------------------------------------------
+
+def _sliding_max(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """Max over a window of 2*radius+1 along ``axis`` (sparse-table doubling)."""
+    if radius <= 0:
+        return a
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (radius, radius)
+    cur = np.pad(a, pad)
+    window = 2 * radius + 1
+    n = a.shape[axis]
+    width = 1
+    while width * 2 <= window:
+        length = cur.shape[axis]
+        lo = np.take(cur, np.arange(0, length - width), axis=axis)
+        hi = np.take(cur, np.arange(width, length), axis=axis)
+        cur = np.maximum(lo, hi)
+        width *= 2
+    # cur[i] = max over [i, i+width); cover [i, i+window) with two overlapping spans.
+    first = np.take(cur, np.arange(0, n), axis=axis)
+    second = np.take(cur, np.arange(window - width, window - width + n), axis=axis)
+    return np.maximum(first, second)
+
+
+def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grows (pixels > 0) or shrinks (pixels < 0) a uint8/float mask by a square of that radius."""
+    if pixels == 0:
+        return mask
+    if pixels > 0:
+        return _sliding_max(_sliding_max(mask, pixels, 0), pixels, 1)
+    top = np.iinfo(mask.dtype).max if mask.dtype.kind in "ui" else 1.0
+    inverted = top - mask
+    return top - _sliding_max(_sliding_max(inverted, -pixels, 0), -pixels, 1)
+
+
+def _box_blur(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    if radius <= 0:
+        return a
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (radius + 1, radius)
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float64)
+    n = a.shape[axis]
+    hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+    lo = np.take(c, np.arange(0, n), axis=axis)
+    return ((hi - lo) / (2 * radius + 1)).astype(np.float32)
+
+
+def feather_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Soft edge of about ``pixels`` on each side: two box blurs, so the support is finite.
+
+    Input uint8 (0-255) or float (0-1); output float32 in [0, 1]. A pixel
+    farther than ``pixels`` from every masked pixel stays exactly 0.
+    """
+    m = mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)
+    if pixels <= 0:
+        return m
+    r1 = pixels // 2
+    r2 = pixels - r1
+    for r in (r1, r2):
+        m = _box_blur(_box_blur(m, r, 0), r, 1)
+    # Clean float noise so "outside" is exactly zero and "inside" exactly one.
+    m[m < 1e-6] = 0.0
+    m[m > 1 - 1e-6] = 1.0
+    return m
+
+
+def blend_mask(mask: np.ndarray, grow: int, feather: int) -> np.ndarray:
+    """The final soft mask of an inpaint: grown/shrunk, then feathered (float32 0-1)."""
+    return feather_mask(grow_mask(mask, grow), feather)
+
+
+# --- working size ------------------------------------------------------------
+
+def working_size(width: int, height: int, native: int, multiple: int = 8) -> tuple[int, int]:
+    """Scales a region to about the model's native area, keeping its aspect, in multiples of 8."""
+    scale = native / np.sqrt(width * height)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    return w, h
+
+
+# --- prefill -------------------------------------------------------------------
+
+def prefill(rgb: np.ndarray, mask: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
+    """Fills the masked area (mask > 0.5) before encoding, as the ``fill`` setting asks.
+
+    original: keep the pixels; blur: a blur of the surroundings grown into the
+    hole; flat: the surroundings' mean colour; noise: random colour noise with
+    the surroundings' mean and spread.
+    """
+    if mode == "original":
+        return rgb
+    hole = mask > 0.5
+    keep = ~hole
+    out = rgb.astype(np.float32).copy()
+    if not keep.any():
+        if mode == "noise":
+            rng = np.random.default_rng(seed)
+            out[:] = rng.uniform(0, 255, out.shape)
+        else:
+            out[:] = 127.5
+        return out.round().astype(np.uint8)
+    known = out[keep]
+    if mode == "flat":
+        out[hole] = known.mean(axis=0)
+    elif mode == "noise":
+        rng = np.random.default_rng(seed)
+        mean, std = known.mean(axis=0), known.std(axis=0) + 8.0
+        out[hole] = rng.normal(mean, std, size=(int(hole.sum()), 3))
+    elif mode == "blur":
+        out[hole] = _diffuse_into_hole(out, keep)[hole]
+    else:
+        raise ValueError(f"unknown fill mode {mode!r}")
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+def _diffuse_into_hole(rgb: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Normalised convolution at falling resolutions: each hole pixel gets the
+    blurred colour of the nearest known pixels, smooth across the hole."""
+    h, w = keep.shape
+    weight = keep.astype(np.float32)
+    acc = rgb * weight[..., None]
+    result = np.zeros_like(rgb)
+    filled = np.zeros((h, w), bool)
+    radius = max(2, min(h, w) // 64)
+    while not filled.all() and radius < 4 * max(h, w):
+        wsum = _box_blur(_box_blur(weight, radius, 0), radius, 1)
+        csum = _box_blur(_box_blur(acc, radius, 0), radius, 1)
+        ok = (wsum > 1e-3) & ~filled
+        result[ok] = csum[ok] / wsum[ok][:, None]
+        filled |= ok
+        radius *= 2
+    result[~filled] = rgb[keep].mean(axis=0)
+    return result
+
+
+# --- compositing -------------------------------------------------------------
+
+def seam_offset(original_rgb: np.ndarray, generated_rgb: np.ndarray, soft: np.ndarray, band: int = 8) -> np.ndarray:
+    """Mean colour difference (original − generated) on a band just outside the mask.
+
+    Outside the mask the model only reconstructs context, so any difference
+    there is a colour drift of the VAE/model; removing it makes the seam match.
+    """
+    outside = soft <= 0.0
+    ring = grow_mask((soft > 0).astype(np.uint8), band).astype(bool) & outside
+    if ring.sum() < 16:
+        return np.zeros(3, np.float32)
+    diff = original_rgb[ring].astype(np.float32) - generated_rgb[ring].astype(np.float32)
+    return diff.mean(axis=0)
+
+
+def composite(original: np.ndarray, generated_rgb: np.ndarray, soft: np.ndarray, *, match_seam: bool = True) -> np.ndarray:
+    """Blends generated pixels over the original RGBA by ``soft`` (0-1).
+
+    Pixels where ``soft`` is 0 are returned bit-exact. Blending is done in
+    premultiplied alpha, so transparent areas (outpainting) take the new
+    pixels' colour; generated pixels are opaque.
+    """
+    orig_rgb = original[..., :3].astype(np.float32)
+    orig_a = original[..., 3:4].astype(np.float32) / 255.0
+    gen = generated_rgb.astype(np.float32)
+    if match_seam:
+        gen = gen + seam_offset(original[..., :3], generated_rgb, soft)
+    m = soft[..., None].astype(np.float32)
+    out_a = orig_a * (1.0 - m) + m
+    premult = orig_rgb * orig_a * (1.0 - m) + gen * m
+    rgb = premult / np.maximum(out_a, 1e-6)
+    out = np.empty_like(original)
+    out[..., :3] = np.clip(rgb, 0, 255).round().astype(np.uint8)
+    out[..., 3] = np.clip(out_a[..., 0] * 255.0, 0, 255).round().astype(np.uint8)
+    untouched = soft <= 0.0
+    out[untouched] = original[untouched]
+    return out
