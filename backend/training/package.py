@@ -1,0 +1,215 @@
+"""Turn a training work folder into the shipped diffusers folder (StableDiffusionInpaintPipeline).
+
+How the prompt is ignored with the stock pipeline: the photos have no captions, so the UNet was
+trained with one learned context vector (the null embedding). The folder's text encoder is a
+stub ``CLIPTextModel`` (hidden size 8, one layer, final layer norm with weight 0 and bias 0, so
+every prompt encodes to zeros), and the UNet gets diffusers' ``encoder_hid_proj`` (``text_proj``,
+8 -> cross_attention_dim) with weight 0 and bias = the null embedding. Any prompt, the empty
+prompt and any hidden layer (clip skip) therefore give exactly the trained context. The
+stub is 0.4M parameters instead of 3.2M for a text encoder as wide as the context.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .loop import TrainingError
+
+MODEL_NAME = "latent-studio-mini"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_DIR = REPO_ROOT / "resources" / "models" / MODEL_NAME
+TOKENIZER_DIR = REPO_ROOT / "resources" / "model-configs" / "sd15" / "tokenizer"
+
+
+def stub_text_encoder(hidden: int):
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig(
+        vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+        num_attention_heads=1, max_position_embeddings=77, projection_dim=hidden,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    )
+    torch.manual_seed(0)
+    te = CLIPTextModel(cfg)
+    with torch.no_grad():
+        final = getattr(te, "text_model", te).final_layer_norm  # transformers 4.x nests it
+        final.weight.zero_()
+        final.bias.zero_()
+    return te
+
+
+def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extra_card: dict | None = None) -> Path:
+    """Write the pipeline folder at dest from vae.*, unet.*, null_embedding.* in work_dir."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    from .models import NULL_TEXT_DIM, SCHEDULER_CONFIG, count_params
+
+    work_dir, dest = Path(work_dir), Path(dest)
+    need = ["vae_config.json", "vae.safetensors", "unet_config.json", "unet.safetensors", "null_embedding.safetensors"]
+    missing = [n for n in need if not (work_dir / n).is_file()]
+    if missing:
+        raise TrainingError(f"{work_dir} lacks {', '.join(missing)}: train both stages first")
+
+    vae_cfg = json.loads((work_dir / "vae_config.json").read_text())
+    vae = AutoencoderKL(**vae_cfg)
+    vae.load_state_dict({k: v.float() for k, v in load_file(str(work_dir / "vae.safetensors")).items()})
+
+    unet_cfg = json.loads((work_dir / "unet_config.json").read_text())
+    unet_cfg.update(encoder_hid_dim=NULL_TEXT_DIM, encoder_hid_dim_type="text_proj")
+    unet = UNet2DConditionModel(**unet_cfg)
+    state = {k: v.float() for k, v in load_file(str(work_dir / "unet.safetensors")).items()}
+    result = unet.load_state_dict(state, strict=False)
+    if result.unexpected_keys or set(result.missing_keys) != {"encoder_hid_proj.weight", "encoder_hid_proj.bias"}:
+        raise TrainingError(f"UNet weights do not match its config: {result}")
+    null = load_file(str(work_dir / "null_embedding.safetensors"))["null"].float()
+    with torch.no_grad():
+        unet.encoder_hid_proj.weight.zero_()
+        unet.encoder_hid_proj.bias.copy_(null)
+
+    te = stub_text_encoder(NULL_TEXT_DIM)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    vae.to(torch.float16).save_pretrained(tmp / "vae", safe_serialization=True)
+    unet.to(torch.float16).save_pretrained(tmp / "unet", safe_serialization=True)
+    te.to(torch.float16).save_pretrained(tmp / "text_encoder", safe_serialization=True)
+    shutil.copytree(TOKENIZER_DIR, tmp / "tokenizer")
+    DDIMScheduler(**SCHEDULER_CONFIG).save_pretrained(tmp / "scheduler")
+    import diffusers
+
+    index = {
+        "_class_name": "StableDiffusionInpaintPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    stats = _read_stats(work_dir)
+    resolution = int(stats.get("resolution", unet_cfg["sample_size"] * 8))
+    (tmp / "latent_studio.json").write_text(
+        json.dumps({"ignores_prompt": True, "native_resolution": resolution, "name": MODEL_NAME}, indent=2) + "\n"
+    )
+    params = dict(vae=count_params(vae), unet=count_params(unet), text_encoder=count_params(te))
+    card_stats = dict(stats, **(extra_card or {}))
+    (tmp / "README.md").write_text(model_card(vae_cfg, unet_cfg, params, card_stats, resolution))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
+    log(f"wrote {dest} ({size / 1e6:.1f} MB, {sum(params.values()) / 1e6:.2f}M parameters)")
+    return dest
+
+
+def _read_stats(work_dir: Path) -> dict:
+    path = Path(work_dir) / "train_stats.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _data_table() -> str:
+    from .data import SOURCES, split_of
+
+    rows = ["| scene | source | author | licence | split |", "|---|---|---|---|---|"]
+    for s in SOURCES:
+        where = f"`{s.origin[4:]}` `/{s.path}`" if s.origin.startswith("deb:") else f"scikit-image `skimage/data/{s.path}`"
+        rows.append(f"| {s.scene} | {where} | {s.author} | {s.licence} | {split_of(s.scene)} |")
+    return "\n".join(rows)
+
+
+def model_card(vae_cfg: dict, unet_cfg: dict, params: dict, stats: dict, resolution: int) -> str:
+    m = stats.get("metrics", {})
+
+    def metric(key, fmt="{:.2f}"):
+        return fmt.format(m[key]) if key in m and m[key] is not None else "not measured yet"
+
+    total = sum(params.values())
+    return f"""---
+library_name: diffusers
+pipeline_tag: image-to-image
+tags: [inpainting, latent-diffusion, latent-studio]
+latent_studio:
+  ignores_prompt: true
+  native_resolution: {resolution}
+---
+# {MODEL_NAME}
+
+Latent Studio's embedded default model: a small latent diffusion model trained from scratch by
+`backend/training/` on {len(_data_rows())} openly licensed photos, the way latent diffusion is
+trained: the autoencoder first, then the inpainting denoiser in its latent space. It is a
+diffusers `StableDiffusionInpaintPipeline` folder; it serves inpaint, outpaint, img2img (whole-image
+mask) and the refine pass of upscaling. **It ignores the prompt**: the photos have no captions, so
+the denoiser was trained with one learned context vector (see "Prompt" below). Native resolution
+{resolution}×{resolution} px; larger images work (the networks are convolutional) but were not
+trained on.
+
+## Architecture ({total / 1e6:.2f}M parameters, fp16 safetensors)
+- `vae/`: `AutoencoderKL`, 8× downsampling, {vae_cfg['latent_channels']} latent channels, widths
+  {vae_cfg['block_out_channels']}, {vae_cfg['layers_per_block']} ResNet layer(s) per block,
+  scaling_factor {vae_cfg.get('scaling_factor')} (1 / latent std on training crops); {params['vae'] / 1e6:.2f}M.
+- `unet/`: `UNet2DConditionModel`, 9 input channels (noisy latent 4 + mask 1 + masked-image latent 4),
+  widths {unet_cfg['block_out_channels']}, blocks {unet_cfg['down_block_types']}, {unet_cfg['layers_per_block']}
+  layer(s) per block, cross-attention dim {unet_cfg['cross_attention_dim']}; {params['unet'] / 1e6:.2f}M.
+- `text_encoder/`: stub `CLIPTextModel` (hidden 8, 1 layer) whose output is always zero; {params['text_encoder'] / 1e6:.2f}M.
+  `tokenizer/`: the CLIP BPE tokenizer. `scheduler/`: DDIM, SD's scaled-linear betas, 1000 steps, epsilon.
+
+## Prompt
+The UNet's `encoder_hid_proj` (a `text_proj`, 8 → {unet_cfg['cross_attention_dim']}) has weight 0 and bias =
+the learned null embedding, so every prompt (and negative prompt) gives the same context. Guidance
+scale has no effect; use 1.0 to skip the duplicate pass. `latent_studio.json` says so for the app.
+
+## Training
+- Autoencoder: L1 + 0.5 × L1 of image gradients + 1e-6 × KL, AdamW, warmup + cosine;
+  {stats.get('vae_steps', '?')} steps, batch {stats.get('vae_batch', '?')} of {stats.get('vae_crop', '?')}² crops,
+  {stats.get('vae_seconds', 0) / 60:.1f} min on {stats.get('vae_device', '?')}.
+- Denoiser: epsilon objective, uniform timesteps, EMA 0.999; masks: brush strokes, 1–3 boxes, border
+  bands (outpainting), whole image (img2img); {stats.get('unet_steps', '?')} steps, batch {stats.get('unet_batch', '?')}
+  of {resolution}² crops, {stats.get('unet_seconds', 0) / 60:.1f} min on {stats.get('unet_device', '?')}.
+- Crops: windows of 1–4× the crop side from photos downscaled to a 1024 px short side, resized with
+  antialiasing, random flips, ±5 % brightness/contrast/saturation.
+- Reproduce: `python main.py prepare-data`, `python main.py train-vae --minutes N`,
+  `python main.py train-unet --minutes N` (CPU or CUDA), or `tools/gpu_train.sh` + `tools/package_gpu_result.py`.
+{('- ' + stats['notes']) if stats.get('notes') else ''}
+
+## Metrics (held-out scenes, `python main.py evaluate`)
+- VAE reconstruction PSNR on held-out 256² crops: {metric('vae_psnr')} dB (goal ≥ 24).
+- Inpainting 64² holes in held-out 256² crops, against OpenCV Telea: mean colour error
+  {metric('ours_colour_error')} vs {metric('telea_colour_error')} (goal: within 10 % of Telea's);
+  gradient-histogram distance to the truth {metric('ours_texture', '{:.3f}')} vs {metric('telea_texture', '{:.3f}')}
+  (goal: below Telea's).
+
+## Data and licences
+Held-out scenes (never trained on): {', '.join(sorted(_heldout()))}.
+
+{_data_table()}
+
+Debian packages fetched with `apt-get download` (Debian bookworm) and unpacked, not installed; licences
+as in their `/usr/share/doc/*/copyright` (the Plasma wallpapers' per-image `metadata.json` names
+LGPL-3.0; Debian's copyright file lists the package as GPL-2+). Left out: abstract and illustrated
+wallpapers (e.g. Plasma's Altai, MilkyWay, Flow; MATE's abstract/ and desktop/).
+The weights are derived from these works; redistribute them under terms compatible with
+GPL-2+/LGPL-3.0 and with attribution as above.
+
+Generated {time.strftime('%Y-%m-%d')} by `backend/training/package.py`.
+"""
+
+
+def _data_rows():
+    from .data import SOURCES
+
+    return SOURCES
+
+
+def _heldout():
+    from .data import HELDOUT_SCENES
+
+    return HELDOUT_SCENES
