@@ -110,8 +110,9 @@ def composite_layer(dst: np.ndarray, src: np.ndarray, opacity: float = 1.0,
     if fn is None:
         raise ValueError(f"unknown blend mode {mode!r}")
     ab = dst[..., 3].copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cb = np.where(ab[..., None] > 0, dst[..., :3] / ab[..., None], 0).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        cb = np.where(ab[..., None] > 1e-7, dst[..., :3] / ab[..., None], 0).astype(np.float32)
+    np.clip(cb, 0, 1, out=cb)
     b = np.clip(fn(cb, cs), 0, 1).astype(np.float32)
     as_ = a[..., None]
     dst[..., :3] = as_ * (1 - ab[..., None]) * cs + as_ * ab[..., None] * b + (1 - as_) * dst[..., :3]
@@ -123,8 +124,8 @@ def to_straight_u8(premul: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     a = premul[..., 3]
     if out is None:
         out = np.empty(premul.shape, np.uint8)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(a > 0, np.float32(255.0) / a, 0).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.where(a > 1e-7, np.float32(255.0) / a, 0).astype(np.float32)
     rgb = premul[..., :3] * scale[..., None]
     np.clip(rgb, 0, 255, out=rgb)
     out[..., :3] = np.rint(rgb)
