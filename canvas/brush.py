@@ -51,15 +51,15 @@ class BrushSettings:
 def dab_shape(cx: float, cy: float, radius: float, hardness: float) -> tuple[Rect, np.ndarray]:
     """Coverage in [0, 1] (float32) of a round dab centred at (cx, cy), and its rect."""
     radius = max(radius, 0.5)
-    x0, y0 = math.floor(cx - radius), math.floor(cy - radius)
-    x1, y1 = math.ceil(cx + radius), math.ceil(cy + radius)
+    outer = radius + 0.5  # a one-pixel anti-aliased edge centred on the radius
+    inner = min(hardness * radius, radius - 0.5)
+    x0, y0 = math.floor(cx - outer), math.floor(cy - outer)
+    x1, y1 = math.ceil(cx + outer), math.ceil(cy + outer)
     rect = Rect(x0, y0, x1 - x0, y1 - y0)
     xs = (np.arange(x0, x1, dtype=np.float32) + 0.5 - cx) ** 2
     ys = (np.arange(y0, y1, dtype=np.float32) + 0.5 - cy) ** 2
     d = np.sqrt(ys[:, None] + xs[None, :])
-    # Falloff from `hard` to the edge, and never narrower than one pixel (anti-aliasing).
-    hard = min(hardness, max(0.0, 1.0 - 1.0 / radius)) * radius
-    shape = np.clip((radius - d) / max(radius - hard, 1e-6), 0, 1)
+    shape = np.clip((outer - d) / (outer - inner), 0, 1)
     if hardness < 1:
         shape = shape * shape * (3 - 2 * shape)  # smoothstep: soft brushes have no visible ring
     return rect, shape.astype(np.float32)
