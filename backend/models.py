@@ -264,7 +264,7 @@ def _load_single_file(path: Path, dtype, config_hint: Path | None = None):
     cls = _single_file_class(info)
     kwargs = {"dtype": dtype}
     if info.family != "sdxl":
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     unet_config = json.loads((config / "unet" / "config.json").read_text())
     if unet_config.get("in_channels") != info.in_channels:
         # E.g. an SD 2.x or SDXL inpainting file with the family's base config.

@@ -59,16 +59,18 @@ def _box_blur(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
 
 
 def feather_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Soft edge of about ``pixels`` on each side: two box blurs, so the support is finite.
+    """An edge that ramps from 0 to 1 over ``pixels``, centred on the mask's edge.
 
-    Input uint8 (0-255) or float (0-1); output float32 in [0, 1]. A pixel
-    farther than ``pixels`` from every masked pixel stays exactly 0.
+    Two box blurs (a smooth, finite-support kernel). Input uint8 (0-255) or
+    float (0-1); output float32 in [0, 1]. A pixel farther than ``pixels / 2``
+    from every masked pixel stays exactly 0.
     """
     m = mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)
-    if pixels <= 0:
+    if pixels <= 1:
         return m
-    r1 = pixels // 2
-    r2 = pixels - r1
+    half = pixels // 2
+    r1 = half // 2
+    r2 = half - r1
     for r in (r1, r2):
         m = _box_blur(_box_blur(m, r, 0), r, 1)
     # Clean float noise so "outside" is exactly zero and "inside" exactly one.

@@ -159,7 +159,7 @@ class InpaintRequest(GenerationRequest):
         if box is None:
             return cls(image=image[:8, :8], mask=mask[:8, :8], origin=origin, **kwargs)  # raises: empty
         grow = max(0, int(kwargs.get("grow", cls.grow)))
-        margin = grow + 2 * max(0, int(kwargs.get("feather", cls.feather))) + max(0, int(kwargs.get("padding", cls.padding)))
+        margin = grow + max(0, int(kwargs.get("feather", cls.feather))) + max(0, int(kwargs.get("padding", cls.padding)))
         x0, y0, x1, y1 = box
         h, w = mask.shape
         x0, y0 = max(0, x0 - margin), max(0, y0 - margin)

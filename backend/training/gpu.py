@@ -1,0 +1,108 @@
+"""One-shot GPU training run (launched by tools/gpu_train.sh on a machine without network).
+
+Needs only torch, numpy, pillow, safetensors and diffusers (no transformers, platformdirs,
+scikit-image or OpenCV). Trains the autoencoder for --vae-minutes, then the denoiser for
+--unet-minutes, never past --deadline (absolute epoch seconds), and writes into --out:
+
+    vae.safetensors  vae_config.json  unet.safetensors  unet_config.json
+    null_embedding.safetensors  train_stats.json  train_log.txt
+
+(7 files, each well under 16 MB). `tools/package_gpu_result.py OUT` makes the model folder.
+
+    python3 -m backend.training.gpu --data .carry/data --out $OUT --vae-minutes 3 --unet-minutes 4
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="backend.training.gpu")
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--vae-minutes", type=float, default=3.0)
+    ap.add_argument("--unet-minutes", type=float, default=4.0)
+    ap.add_argument("--deadline", type=float, default=None, help="absolute time.time() by which to have written all")
+    ap.add_argument("--vae-batch", type=int, default=64)
+    ap.add_argument("--vae-crop", type=int, default=128)
+    ap.add_argument("--unet-batch", type=int, default=128)
+    ap.add_argument("--bank", type=int, default=8000, help="random crops per stage")
+    ap.add_argument("--preset", default="mini")
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--device", default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from . import data
+    from .loop import pick_device
+    from .unet import UnetTrainConfig, train_unet
+    from .vae import VaeTrainConfig, load_vae, psnr, reconstruct, train_vae, _merge_stats
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "train_log.txt", "a", buffering=1)
+
+    def log(line: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {line}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+
+    device = pick_device(args.device)
+    log(f"torch {torch.__version__}, device {device}"
+        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else " (NO CUDA: a CPU fallback run)"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    deadline = args.deadline or (time.time() + (args.vae_minutes + args.unet_minutes) * 60 + 120)
+    t_start = time.time()
+    photos = data.load_photos(args.data, "train")
+    log(f"{len(photos)} training photos loaded from {args.data}; deadline in {(deadline - t_start) / 60:.1f} min")
+
+    # Stage 1. Its deadline keeps the UNet's share whatever the start-up took.
+    vae_deadline = min(deadline - args.unet_minutes * 60 - 45, time.time() + args.vae_minutes * 60)
+    vcfg = VaeTrainConfig(
+        data_dir=args.data, work_dir=out, preset=args.preset, minutes=args.vae_minutes, batch=args.vae_batch,
+        crop=args.vae_crop, bank_size=args.bank, bank_crop=args.resolution, device=str(device), resume=False,
+        checkpoint_minutes=0, deadline=vae_deadline, log_every=15, warmup=300,
+    )
+    try:
+        train_vae(vcfg, log=log, photos=photos)
+    except Exception:
+        log("VAE stage failed:\n" + traceback.format_exc())
+        return 1
+    (out / "vae_ckpt.pt").unlink(missing_ok=True)
+    try:  # held-out PSNR right away (cheap), so the log shows it even if the next stage fails
+        vae = load_vae(out, device)
+        crops = data.heldout_crops(args.data, size=args.resolution)
+        value = psnr(crops, reconstruct(vae, crops, device, batch=32))
+        _merge_stats(out, {"metrics": {"vae_psnr": value}})
+        log(f"VAE PSNR on {len(crops)} held-out crops: {value:.2f} dB")
+        del vae
+    except Exception:
+        log("held-out PSNR failed (training goes on):\n" + traceback.format_exc())
+
+    # Stage 2, until the overall deadline less a margin for writing.
+    ucfg = UnetTrainConfig(
+        data_dir=args.data, work_dir=out, preset=args.preset, minutes=args.unet_minutes, batch=args.unet_batch,
+        resolution=args.resolution, bank_size=args.bank, device=str(device), resume=False, checkpoint_minutes=0,
+        deadline=deadline - 30, log_every=15, warmup=300,
+    )
+    try:
+        train_unet(ucfg, log=log, photos=photos)
+    except Exception:
+        log("UNet stage failed:\n" + traceback.format_exc())
+        return 1
+    (out / "unet_ckpt.pt").unlink(missing_ok=True)
+    files = sorted(p.name for p in out.iterdir())
+    log(f"done in {(time.time() - t_start) / 60:.1f} min; wrote {files}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

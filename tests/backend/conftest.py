@@ -1,0 +1,74 @@
+import threading
+
+import numpy as np
+import pytest
+
+from backend.events import TERMINAL
+
+
+class Recorder:
+    """Collects engine events (called on the worker thread) and waits for a job's end."""
+
+    def __init__(self):
+        self.events = []
+        self._cond = threading.Condition()
+        self.on_event = None  # optional hook(event), runs on the worker thread
+
+    def __call__(self, event):
+        if self.on_event is not None:
+            self.on_event(event)
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def of(self, job_id):
+        with self._cond:
+            return [e for e in self.events if e.job_id == job_id]
+
+    def wait(self, job_id, timeout=240):
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: any(e.job_id == job_id and isinstance(e, TERMINAL) for e in self.events), timeout
+            )
+        assert ok, f"job {job_id} did not finish in {timeout} s"
+        return self.of(job_id)
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    return Recorder()
+
+
+@pytest.fixture(scope="module")
+def engine(recorder):
+    from backend.engine import Engine
+
+    eng = Engine(recorder, preview_interval=0.0, threads=2)
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _reset_hook(recorder):
+    recorder.on_event = None
+    yield
+    recorder.on_event = None
+
+
+@pytest.fixture(scope="session")
+def scene():
+    return make_scene
+
+
+def make_scene(h=96, w=128, seed=0):
+    """A smooth gradient picture with a little texture, and a mask over its middle."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 4), np.uint8)
+    img[..., 0] = (xx * 255 // (w - 1))
+    img[..., 1] = (yy * 255 // (h - 1))
+    img[..., 2] = 128 + rng.integers(-20, 20, (h, w))
+    img[..., 3] = 255
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = 255
+    return img, mask

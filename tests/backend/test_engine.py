@@ -1,0 +1,156 @@
+"""The engine end to end on tiny random models loaded through the real loaders."""
+import shutil
+
+import numpy as np
+import pytest
+
+from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
+from backend.requests import Img2ImgRequest, InpaintRequest
+
+from conftest import make_scene  # tests/backend/conftest.py is first on sys.path here
+
+
+def inpaint(model, **kw):
+    img, mask = make_scene()
+    args = dict(model=str(model), steps=3, guidance=5.0, feather=4, grow=2, padding=8)
+    args.update(kw)
+    return InpaintRequest.from_document(img, mask, **args)
+
+
+def test_events_arrive_in_order_with_a_preview_every_step(engine, recorder, tiny_sd15_folder):
+    job = engine.submit(inpaint(tiny_sd15_folder, steps=4, origin=(100, -50)))
+    events = recorder.wait(job)
+    assert isinstance(events[0], Started) and events[0].operation == "inpaint" and events[0].total == 4
+    assert isinstance(events[-1], Result)
+    steps = [e.step for e in events if isinstance(e, Progress) and not e.stage.startswith("Loading")]
+    assert steps == [1, 2, 3, 4]
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert [p.step for p in previews] == [1, 2, 3, 4]
+    result = events[-1].images[0]
+    for p in previews:
+        assert p.image.dtype == np.uint8 and p.image.shape[2] == 4
+        assert p.rect == result.rect and p.image.shape[:2] == (p.rect[3], p.rect[2])
+    x, y, w, h = result.rect
+    assert (x, y) != (0, 0) and x >= 100 and y >= -50  # document coordinates
+
+
+def test_unmasked_pixels_are_bit_exact(engine, recorder, tiny_sd15_folder):
+    req = inpaint(tiny_sd15_folder, padding=24)
+    events = recorder.wait(engine.submit(req))
+    item = events[-1].images[0]
+    ox, oy = req.origin
+    x, y, w, h = item.rect
+    original = req.image[y - oy: y - oy + h, x - ox: x - ox + w]
+    outside = item.mask == 0
+    assert outside.sum() > 500
+    assert np.array_equal(item.image[outside], original[outside])
+    assert not np.array_equal(item.image[item.mask == 255], original[item.mask == 255])
+
+
+def test_same_seed_same_pixels_and_variations_use_following_seeds(engine, recorder, tiny_sd15_folder):
+    a = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, seed=7)))[-1].images[0]
+    b = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, seed=7)))[-1].images[0]
+    assert np.array_equal(a.image, b.image)
+    many = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, seed=6, count=2)))[-1].images
+    assert [m.seed for m in many] == [6, 7]
+    assert np.array_equal(many[1].image, a.image)
+    assert not np.array_equal(many[0].image, many[1].image)
+    assert many[0].parameters["Seed"] == 6 and many[1].parameters["Seed"] == 7
+
+
+def test_cancel_mid_job_then_the_engine_still_works(engine, recorder, tiny_sd15_folder):
+    def cancel_at_step_2(event):
+        if isinstance(event, Progress) and event.step == 2:
+            engine.cancel(event.job_id)
+
+    recorder.on_event = cancel_at_step_2
+    job = engine.submit(inpaint(tiny_sd15_folder, steps=10))
+    events = recorder.wait(job)
+    recorder.on_event = None
+    assert isinstance(events[-1], Cancelled)
+    assert not any(isinstance(e, Result) for e in events)
+    last_step = max(e.step for e in events if isinstance(e, Progress))
+    assert last_step <= 3  # stopped within one step of the request
+    after = recorder.wait(engine.submit(inpaint(tiny_sd15_folder)))
+    assert isinstance(after[-1], Result)
+
+
+def test_cancel_a_queued_job(engine, recorder, tiny_sd15_folder):
+    first = engine.submit(inpaint(tiny_sd15_folder, steps=6))
+    second = engine.submit(inpaint(tiny_sd15_folder))
+    assert engine.cancel(second)
+    assert isinstance(recorder.wait(first)[-1], Result)
+    events = recorder.wait(second)
+    assert [type(e) for e in events] == [Cancelled]
+    assert not engine.cancel(second)
+
+
+def test_a_failed_job_leaves_the_engine_ready(engine, recorder, tiny_sd15_folder, tmp_path):
+    events = recorder.wait(engine.submit(inpaint(tmp_path / "no-such-model")))
+    assert isinstance(events[-1], Failed) and "was not found" in events[-1].message
+    assert isinstance(recorder.wait(engine.submit(inpaint(tiny_sd15_folder)))[-1], Result)
+
+
+def test_nine_channel_inpainting_model(engine, recorder, tiny_sd15_inpaint_folder):
+    events = recorder.wait(engine.submit(inpaint(tiny_sd15_inpaint_folder, fill="blur")))
+    assert isinstance(events[-1], Result), events[-1]
+    assert engine._models.get(str(tiny_sd15_inpaint_folder)).is_inpainting
+
+
+@pytest.mark.parametrize("which", ["tiny_sd15_folder", "tiny_sd15_inpaint_folder"])
+def test_img2img_variations_keep_the_size_and_alpha(engine, recorder, request, which):
+    model = request.getfixturevalue(which)
+    img, _ = make_scene()
+    img[:10, :10, 3] = 0
+    req = Img2ImgRequest(image=img, model=str(model), steps=4, strength=0.5, count=2, origin=(5, 6))
+    events = recorder.wait(engine.submit(req))
+    assert isinstance(events[0], Started) and events[0].total == 4  # 2 steps × 2 images
+    results = events[-1].images
+    assert len(results) == 2
+    for r in results:
+        assert r.rect == (5, 6, 128, 96)
+        assert np.array_equal(r.image[..., 3], img[..., 3])
+        assert r.parameters["Denoising strength"] == "0.5"
+
+
+def test_img2img_shares_the_inpaint_weights(engine, tiny_sd15_folder):
+    model = engine._models.get(str(tiny_sd15_folder))
+    assert model.img2img is not model.inpaint
+    assert model.img2img.unet is model.inpaint.unet and model.img2img.vae is model.inpaint.vae
+
+
+def test_single_file_checkpoint_with_sidecar_config(engine, recorder, tiny_sd15_single_file, tmp_path):
+    ckpt, config = tiny_sd15_single_file
+    local = tmp_path / "painter.safetensors"
+    shutil.copy(ckpt, local)
+    shutil.copytree(config, tmp_path / "painter.config")
+    events = recorder.wait(engine.submit(inpaint(local)))
+    assert isinstance(events[-1], Result), events[-1]
+    assert events[-1].images[0].parameters["Model"] == "painter"
+
+
+def test_nine_channel_single_file(engine, recorder, tiny_sd15_inpaint_single_file, tmp_path):
+    ckpt, config = tiny_sd15_inpaint_single_file
+    local = tmp_path / "inp.safetensors"
+    shutil.copy(ckpt, local)
+    shutil.copytree(config, tmp_path / "inp.config")
+    events = recorder.wait(engine.submit(inpaint(local)))
+    assert isinstance(events[-1], Result), events[-1]
+
+
+def test_pickle_checkpoints_are_refused_and_run_nothing(engine, recorder, malicious_pickle):
+    path, marker = malicious_pickle
+    events = recorder.wait(engine.submit(inpaint(path)))
+    assert isinstance(events[-1], Failed) and "pickle" in events[-1].message and "refused" in events[-1].message
+    events = recorder.wait(engine.submit(inpaint(path, allow_pickle=True)))
+    assert isinstance(events[-1], Failed) and "refused" in events[-1].message
+    assert not marker.exists()
+
+
+def test_every_sampler_runs_and_previews(engine, recorder, tiny_sd15_folder):
+    from backend.samplers import SAMPLERS
+
+    for name in SAMPLERS:
+        events = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, sampler=name, steps=3)))
+        assert isinstance(events[-1], Result), (name, events[-1])
+        assert len([e for e in events if isinstance(e, Preview)]) == 3, name
