@@ -1,0 +1,133 @@
+"""Shared test configuration and the tiny-model fixtures.
+
+Nothing heavy is imported here at import time: torch, diffusers and transformers are imported lazily
+inside the fixtures, so tests that do not use a model stay fast.
+
+Fixtures (built once per session, under ``tmp_path_factory``; treat them as read-only):
+
+* ``tiny_sd15_folder``, ``tiny_sd15_inpaint_folder`` (9-channel UNet), ``tiny_sd21_folder``,
+  ``tiny_sdxl_folder``, ``tiny_sdxl_inpaint_folder`` -> ``Path`` of a complete diffusers folder.
+* ``tiny_sd15_single_file``, ``tiny_sd15_inpaint_single_file``, ``tiny_sd21_single_file``,
+  ``tiny_sdxl_single_file``, ``tiny_sdxl_inpaint_single_file`` -> ``(checkpoint, config_folder)``:
+  one ``.safetensors`` in the original LDM layout and its weightless diffusers config folder.
+* ``tiny_model_cache`` -> a cache with ``.folder(family, in_channels)`` and
+  ``.single_file(family, in_channels)`` for any other combination (same artifacts, built on demand).
+* ``malicious_pickle`` (function scope, so that every test gets a fresh marker) ->
+  ``(ckpt_path, marker_path)``: ``marker_path`` does not exist and is created if, and only if, the
+  ``.ckpt`` is unpickled without restrictions.
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+_TORCH_CONFIGURED = False
+
+
+def _torch():
+    """Import torch on first use and limit it to the two cores this machine shares."""
+    global _TORCH_CONFIGURED
+    import torch
+
+    if not _TORCH_CONFIGURED:
+        torch.set_num_threads(2)
+        _TORCH_CONFIGURED = True
+    return torch
+
+
+class TinyModels:
+    """Builds each tiny artifact at most once per session."""
+
+    def __init__(self, root):
+        self._root = root
+        self._cache = {}
+
+    def folder(self, family: str = "sd15", in_channels: int = 4):
+        key = ("folder", family, in_channels)
+        if key not in self._cache:
+            _torch()
+            import tiny_models
+
+            path = self._root / f"{family}-{in_channels}ch-diffusers"
+            self._cache[key] = tiny_models.save_diffusers_folder(path, family, in_channels, seed=0)
+        return self._cache[key]
+
+    def single_file(self, family: str = "sd15", in_channels: int = 4):
+        key = ("single", family, in_channels)
+        if key not in self._cache:
+            _torch()
+            import tiny_models
+
+            path = self._root / f"{family}-{in_channels}ch-single"
+            self._cache[key] = tiny_models.save_single_file(path, family, in_channels, seed=0)
+        return self._cache[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_cache(tmp_path_factory):
+    return TinyModels(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_folder(tiny_model_cache):
+    return tiny_model_cache.folder("sd15", 4)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_inpaint_folder(tiny_model_cache):
+    return tiny_model_cache.folder("sd15", 9)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd21_folder(tiny_model_cache):
+    return tiny_model_cache.folder("sd21", 4)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_folder(tiny_model_cache):
+    return tiny_model_cache.folder("sdxl", 4)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_inpaint_folder(tiny_model_cache):
+    return tiny_model_cache.folder("sdxl", 9)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_single_file(tiny_model_cache):
+    return tiny_model_cache.single_file("sd15", 4)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_inpaint_single_file(tiny_model_cache):
+    return tiny_model_cache.single_file("sd15", 9)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd21_single_file(tiny_model_cache):
+    return tiny_model_cache.single_file("sd21", 4)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_single_file(tiny_model_cache):
+    return tiny_model_cache.single_file("sdxl", 4)
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_inpaint_single_file(tiny_model_cache):
+    return tiny_model_cache.single_file("sdxl", 9)
+
+
+@pytest.fixture
+def malicious_pickle(tmp_path):
+    _torch()
+    import tiny_models
+
+    marker = tmp_path / "pwned-marker"
+    path = tiny_models.write_malicious_pickle(tmp_path / "model.ckpt", marker)
+    assert not marker.exists()
+    return path, marker
