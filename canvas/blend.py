@@ -80,61 +80,101 @@ SEPARABLE = {
 }
 
 
+# ab * B(Cb, Cs) computed from the premultiplied backdrop d = ab * Cb, without a division.
+PREMUL = {
+    "multiply": lambda d, ab, cs: d * cs,
+    "screen": lambda d, ab, cs: d + ab * cs - d * cs,
+    "darken": lambda d, ab, cs: np.minimum(d, ab * cs),
+    "lighten": lambda d, ab, cs: np.maximum(d, ab * cs),
+    "difference": lambda d, ab, cs: np.abs(d - ab * cs),
+}
+
+
 def source_alpha(src: np.ndarray, opacity: float, mask: np.ndarray | None) -> np.ndarray:
-    """Effective source alpha in [0, 1]: layer alpha x opacity x mask."""
-    a = src[..., 3].astype(np.float32)
-    a *= np.float32(opacity / 255.0)
+    """Effective source alpha in [0, 1] (H, W): layer alpha x opacity x mask."""
+    a = np.multiply(src[..., 3], np.float32(opacity / 255.0), dtype=np.float32)
     if mask is not None:
-        a *= mask.astype(np.float32) * np.float32(1 / 255.0)
+        a *= np.multiply(mask, np.float32(1 / 255.0), dtype=np.float32)
     return a
 
 
 def composite_layer(dst: np.ndarray, src: np.ndarray, opacity: float = 1.0,
                     mode: str = "normal", mask: np.ndarray | None = None) -> None:
-    """Composite straight uint8 RGBA `src` onto premultiplied float32 `dst` in place."""
+    """Composite straight uint8 RGBA `src` (H, W, 4) onto `dst` in place.
+
+    `dst` is premultiplied float32 in *planar* layout (4, H, W): numpy is several
+    times faster on whole planes than on interleaved RGBA."""
+    s = src.transpose(2, 0, 1)
     a = source_alpha(src, opacity, mask)
     if mode == "normal":
         ia = 1 - a
-        dst *= ia[..., None]
+        dst *= ia
         a255 = a * np.float32(1 / 255.0)
-        dst[..., :3] += src[..., :3] * a255[..., None]
-        dst[..., 3] += a
+        for c in range(3):
+            dst[c] += s[c] * a255
+        dst[3] += a
         return
-    cs = src[..., :3].astype(np.float32) * np.float32(1 / 255.0)
     if mode == "add":
-        dst[..., :3] += cs * a[..., None]
-        dst[..., 3] += a
+        a255 = a * np.float32(1 / 255.0)
+        for c in range(3):
+            dst[c] += s[c] * a255
+        dst[3] += a
         np.minimum(dst, 1.0, out=dst)
         return
     fn = SEPARABLE.get(mode)
     if fn is None:
         raise ValueError(f"unknown blend mode {mode!r}")
-    ab = dst[..., 3].copy()
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        cb = np.where(ab[..., None] > 1e-7, dst[..., :3] / ab[..., None], 0).astype(np.float32)
-    np.clip(cb, 0, 1, out=cb)
-    b = np.clip(fn(cb, cs), 0, 1).astype(np.float32)
-    as_ = a[..., None]
-    dst[..., :3] = as_ * (1 - ab[..., None]) * cs + as_ * ab[..., None] * b + (1 - as_) * dst[..., :3]
-    dst[..., 3] = a + ab * (1 - a)
+    cs = np.multiply(s[:3], np.float32(1 / 255.0), dtype=np.float32)
+    ab = dst[3].copy()
+    fast = PREMUL.get(mode)
+    if fast is not None:
+        bp = fast(dst[:3], ab, cs)  # = ab * B(Cb, Cs)
+    else:
+        cb = np.zeros_like(cs)
+        np.divide(dst[:3], ab, out=cb, where=ab > 1e-7)
+        np.minimum(cb, 1, out=cb)
+        bp = fn(cb, cs)  # every mode maps [0, 1] inputs into [0, 1]
+        bp *= ab
+    # co = a (1 - ab) cs + a ab B + (1 - a) cb_premul
+    dst[:3] *= 1 - a
+    cs *= a * (1 - ab)
+    dst[:3] += cs
+    bp *= a
+    dst[:3] += bp
+    dst[3] = a + ab * (1 - a)
+
+
+def over(dst: np.ndarray, top: np.ndarray) -> None:
+    """Premultiplied planar `top` over `dst`, in place (normal layers above a painted one)."""
+    ia = 1 - top[3]
+    dst *= ia
+    dst += top
 
 
 def to_straight_u8(premul: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Premultiplied float32 [0, 1] -> straight-alpha uint8 RGBA."""
-    a = premul[..., 3]
+    """Planar premultiplied float32 (4, H, W) in [0, 1] -> straight-alpha uint8 RGBA (H, W, 4)."""
+    a = premul[3]
     if out is None:
-        out = np.empty(premul.shape, np.uint8)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scale = np.where(a > 1e-7, np.float32(255.0) / a, 0).astype(np.float32)
-    rgb = premul[..., :3] * scale[..., None]
-    np.clip(rgb, 0, 255, out=rgb)
-    out[..., :3] = np.rint(rgb)
-    out[..., 3] = np.rint(np.clip(a, 0, 1) * 255)
+        out = np.empty(premul.shape[1:] + (4,), np.uint8)
+    scale = np.zeros_like(a)
+    np.divide(np.float32(255.0), a, out=scale, where=a > 1e-7)
+    tmp = np.empty_like(a)
+    for c in range(3):
+        np.multiply(premul[c], scale, out=tmp)
+        np.maximum(tmp, 0, out=tmp)
+        np.minimum(tmp, 255, out=tmp)
+        np.rint(tmp, out=tmp)
+        out[..., c] = tmp
+    np.maximum(a, 0, out=tmp)
+    np.minimum(tmp, 1, out=tmp)
+    tmp *= 255
+    np.rint(tmp, out=tmp)
+    out[..., 3] = tmp
     return out
 
 
 def to_premul_f32(rgba: np.ndarray) -> np.ndarray:
-    """Straight uint8 RGBA -> premultiplied float32 in [0, 1]."""
-    f = rgba.astype(np.float32) * np.float32(1 / 255.0)
-    f[..., :3] *= f[..., 3:4]
+    """Straight uint8 RGBA (H, W, 4) -> planar premultiplied float32 (4, H, W) in [0, 1]."""
+    f = np.multiply(rgba.transpose(2, 0, 1), np.float32(1 / 255.0), dtype=np.float32)
+    f[:3] *= f[3]
     return f

@@ -136,7 +136,8 @@ class Stroke:
         if before or changed is not None:
             after = {k: self.surface.tiles.get(k) for k in self._work}
             self.doc.history.do(TileEdit(self.surface, before, after, self.kind,
-                                         self._description(), self._gesture, changed))
+                                         self._description(), self._gesture, changed,
+                                         None if self.target == "selection" else self.layer))
         self.dirty = changed
         return changed
 

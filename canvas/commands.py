@@ -15,6 +15,8 @@ from .history import Command
 from .layer import Layer
 from .tiles import TILE, Key, TiledSurface
 
+EMPTY = Rect(0, 0, 0, 0)
+
 
 def _tiles_nbytes(snap: dict[Key, np.ndarray | None]) -> int:
     return sum(t.nbytes for t in snap.values() if t is not None)
@@ -38,14 +40,15 @@ class TileEdit(Command):
     description: str = "Paint"
     gesture: object = None
     rect: Rect | None = None  # what changed, when smaller than the tiles (a brush dab)
+    layer: Layer | None = None  # the layer owning the surface (None for the selection)
 
     def redo(self, doc) -> None:
         self.surface.restore(self.after)
-        doc._changed(self.kind, self.rect or _keys_rect(self.after))
+        doc._changed(self.kind, self.rect or _keys_rect(self.after) or EMPTY, self.layer)
 
     def undo(self, doc) -> None:
         self.surface.restore(self.before)
-        doc._changed(self.kind, self.rect or _keys_rect(self.before))
+        doc._changed(self.kind, self.rect or _keys_rect(self.before) or EMPTY, self.layer)
 
     def merge(self, other: Command) -> bool:
         if not (isinstance(other, TileEdit) and self.gesture is not None
@@ -71,11 +74,11 @@ class AddLayer(Command):
 
     def redo(self, doc) -> None:
         doc._layers.insert(self.index, self.layer)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY)
 
     def undo(self, doc) -> None:
         doc._layers.remove(self.layer)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY)
 
     @property
     def nbytes(self) -> int:
@@ -91,11 +94,11 @@ class RemoveLayer(Command):
     def redo(self, doc) -> None:
         self.index = doc._layers.index(self.layer)
         doc._layers.pop(self.index)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY)
 
     def undo(self, doc) -> None:
         doc._layers.insert(self.index, self.layer)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY)
 
     @property
     def nbytes(self) -> int:
@@ -113,12 +116,12 @@ class MoveLayer(Command):
         self.old_index = doc._layers.index(self.layer)
         doc._layers.pop(self.old_index)
         doc._layers.insert(self.new_index, self.layer)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY)
 
     def undo(self, doc) -> None:
         doc._layers.remove(self.layer)
         doc._layers.insert(self.old_index, self.layer)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY)
 
 
 @dataclass(eq=False)
@@ -139,7 +142,7 @@ class SetLayerProperties(Command):
     def _apply(self, doc, values: dict) -> None:
         for k, v in values.items():
             setattr(self.layer, k, v)
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY, self.layer)
 
     def merge(self, other: Command) -> bool:
         if not (isinstance(other, SetLayerProperties) and other.layer is self.layer
@@ -161,11 +164,11 @@ class SetLayerMask(Command):
     def redo(self, doc) -> None:
         self.old_mask = self.layer.mask
         self.layer.mask = self.new_mask
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY, self.layer)
 
     def undo(self, doc) -> None:
         self.layer.mask = self.old_mask
-        doc._changed("layers", self.layer.bbox())
+        doc._changed("layers", self.layer.bbox() or EMPTY, self.layer)
 
     @property
     def nbytes(self) -> int:

@@ -63,9 +63,9 @@ class Document:
     def layer_index(self, layer: Layer) -> int:
         return self._layers.index(layer)
 
-    def _changed(self, kind: str, rect: Rect | None) -> None:
+    def _changed(self, kind: str, rect: Rect | None, layer: Layer | None = None) -> None:
         if kind in ("pixels", "layers"):
-            self.cache.invalidate(rect)
+            self.cache.invalidate(rect, layer)
         for fn in list(self.listeners):
             fn(kind, rect)
 

@@ -91,7 +91,7 @@ def test_every_mode_matches_reference(mode, rng):
     top[3, :, :3] = [0, 128, 255]  # edge values for the piecewise modes
     mask = rng.integers(0, 256, (h, w), dtype=np.uint8)
     stack = [(bottom, 1.0, "normal", None), (top, 0.7, mode, mask)]
-    dst = np.zeros((h, w, 4), np.float32)
+    dst = np.zeros((4, h, w), np.float32)
     for rgba, op, m, mk in stack:
         composite_layer(dst, rgba, op, m, mk)
     assert_close_to_reference(to_straight_u8(dst), stack)
