@@ -1,6 +1,7 @@
 """The tiny-model fixtures load through the real diffusers loaders, and the LDM layout is exact."""
 
 import filecmp
+import functools
 import json
 import pickle
 import socket
@@ -22,6 +23,12 @@ def _kwargs(family):
     """What an SD1/SD2 pipeline needs in addition: no safety checker (the reference model_index
     names one, and a feature extractor, that the config folder does not hold)."""
     return {} if family == "sdxl" else dict(SD12_KWARGS)
+
+
+@functools.lru_cache(maxsize=None)
+def _expected(family, in_channels):
+    """The seed-0 components, built once per module: read them, do not modify them."""
+    return tiny_models.build_components(family, in_channels, seed=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -99,7 +106,7 @@ def test_diffusers_folder_loads_with_its_pipeline_class_and_generates(request, f
     assert type(pipe) is cls
     assert pipe.unet.config.in_channels == in_channels
     assert pipe.vae_scale_factor == 8
-    _assert_same_weights(tiny_models.build_components(family, in_channels), pipe)
+    _assert_same_weights(_expected(family, in_channels), pipe)
     _run(pipe, kind)
 
 
@@ -130,7 +137,7 @@ def test_single_file_loads_through_from_single_file_exactly(tiny_model_cache, fa
     cls = tiny_models.pipeline_class(family, in_channels)
     pipe = cls.from_single_file(str(ckpt), config=str(config), local_files_only=True, **_kwargs(family))
     assert type(pipe) is cls
-    expected = tiny_models.build_components(family, in_channels)
+    expected = _expected(family, in_channels)
     _assert_same_weights(expected, pipe)
     assert type(pipe.scheduler) is type(expected["scheduler"])
     assert pipe.tokenizer("a fox").input_ids == expected["tokenizer"]("a fox").input_ids
@@ -163,7 +170,7 @@ def test_single_file_in_half_precision(tmp_path):
 
 
 def test_seed_changes_the_weights_and_is_deterministic():
-    a = tiny_models.build_components("sd15", 4, seed=0)["unet"].state_dict()
+    a = _expected("sd15", 4)["unet"].state_dict()
     b = tiny_models.build_components("sd15", 4, seed=0)["unet"].state_dict()
     c = tiny_models.build_components("sd15", 4, seed=1)["unet"].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -171,7 +178,7 @@ def test_seed_changes_the_weights_and_is_deterministic():
 
 
 def test_every_tensor_is_distinct_so_a_misplaced_key_cannot_round_trip():
-    components = tiny_models.build_components("sdxl", 9)
+    components = _expected("sdxl", 9)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         by_shape = {}
         for key, value in components[name].state_dict().items():
@@ -184,7 +191,7 @@ def test_every_tensor_is_distinct_so_a_misplaced_key_cannot_round_trip():
 
 def test_the_round_trip_check_catches_a_swapped_tensor(tiny_sd15_single_file):
     _, config = tiny_sd15_single_file
-    components = tiny_models.build_components("sd15", 4)
+    components = _expected("sd15", 4)
     sd = tiny_models.ldm_state_dict(components, "sd15")
     a = "model.diffusion_model.input_blocks.1.0.in_layers.0.weight"
     b = "model.diffusion_model.input_blocks.1.0.out_layers.0.weight"
@@ -253,7 +260,7 @@ def test_checkpoint_uses_the_original_key_layout(tiny_model_cache, family, in_ch
 
 
 def test_open_clip_in_proj_is_q_k_v_concatenated():
-    te = tiny_models.build_components("sd21", 4)["text_encoder"]
+    te = _expected("sd21", 4)["text_encoder"]
     sd = ldm_layout.open_clip_to_ldm(te.state_dict(), "m.")
     layer = te.state_dict()
     w = sd["m.transformer.resblocks.3.attn.in_proj_weight"]
@@ -301,7 +308,7 @@ def test_inpainting_checkpoint_with_a_base_config_folder(tiny_model_cache, famil
     ckpt9, _ = tiny_model_cache.single_file(family, 9)
     _, config4 = tiny_model_cache.single_file(family, 4)
     cls = tiny_models.pipeline_class(family, 9)
-    expected = tiny_models.build_components(family, 9)
+    expected = _expected(family, 9)
     common = dict(config=str(config4), local_files_only=True, **_kwargs(family))
 
     # RuntimeError from load_state_dict without accelerate, ValueError from diffusers with it.

@@ -32,8 +32,6 @@ distinct and a misplaced key cannot round-trip unnoticed.
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
 import math
 import shutil
@@ -98,15 +96,10 @@ def reference_config_dir(family: str = "sd15", in_channels: int = 4) -> Path:
     return MODEL_CONFIGS / _REFERENCE[family, in_channels]
 
 
-@functools.lru_cache(maxsize=None)
-def _cached_tokenizer(path: str):
+def _tokenizer(subdir: Path):
     from transformers import CLIPTokenizer
 
-    return CLIPTokenizer.from_pretrained(path, local_files_only=True)
-
-
-def _tokenizer(subdir: Path):
-    return copy.deepcopy(_cached_tokenizer(str(subdir)))
+    return CLIPTokenizer.from_pretrained(subdir, local_files_only=True)
 
 
 def _randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -192,7 +185,8 @@ def _scheduler(family: str, in_channels: int):
 
 def build_components(family: str = "sd15", in_channels: int = 4, seed: int = 0) -> dict:
     """Tiny random components for ``family``; pass them to the pipeline class as keyword arguments
-    (plus ``safety_checker=None, feature_extractor=None, requires_safety_checker=False`` for SD1/2)."""
+    (plus ``safety_checker=None, feature_extractor=None, requires_safety_checker=False`` for SD1/2).
+    Every call builds fresh objects (about 0.3 s)."""
     _check(family, in_channels)
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
