@@ -245,7 +245,7 @@ def make_crop_bank(photos, n: int, size: int, seed: int = 0, device="cpu", max_z
     import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(seed)
-    imgs = [torch.as_tensor(p).permute(2, 0, 1).contiguous().to(device) for p in photos]
+    imgs = [torch.from_numpy(p.copy()).permute(2, 0, 1).contiguous().to(device) for p in photos]
     weights = torch.tensor([math.sqrt(i.shape[1] * i.shape[2]) for i in imgs])
     which = torch.multinomial(weights, n, replacement=True, generator=g)
     u = torch.rand(n, 6, generator=g)

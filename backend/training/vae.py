@@ -104,7 +104,7 @@ def load_vae(work_dir: Path, device="cpu"):
         raise TrainingError(f"no trained autoencoder in {work_dir}: run `python main.py train-vae` first")
     vae = AutoencoderKL(**json.loads(cfg_path.read_text()))
     vae.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
-    return vae.to(device=device, dtype=torch.float32).eval()
+    return vae.to(device).eval()  # built in fp32; .to(dtype=) would make diffusers warn
 
 
 def train_vae(cfg: VaeTrainConfig, log=print, photos=None) -> dict:
@@ -181,7 +181,7 @@ def train_vae(cfg: VaeTrainConfig, log=print, photos=None) -> dict:
     if cfg.checkpoint_minutes:
         save_checkpoint(ckpt_path, model=vae.state_dict(), opt=opt.state_dict(), step=prog.step,
                         seconds=total_seconds, preset=cfg.preset)
-    std = latent_std(vae, bank, device)
+    std = latent_std(vae, bank, device, n=256 if device.type == "cuda" else 48)
     config = vae_config(cfg.preset, cfg.bank_crop)
     config["scaling_factor"] = round(1.0 / max(std, 1e-6), 5)
     config["force_upcast"] = True

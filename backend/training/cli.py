@@ -1,0 +1,199 @@
+"""Subcommands: prepare-data, train-vae, train-unet, evaluate (registered by main.py).
+
+    python main.py prepare-data                 # fetch the photos (apt-get download) and prepare them
+    python main.py train-vae --minutes 60       # stage 1, resumes from its checkpoint
+    python main.py train-unet --minutes 60      # stage 2, resumes; then writes resources/models/latent-studio-mini
+    python main.py train-unet --package-from DIR  # package a GPU run's files instead of training
+    python main.py evaluate                     # held-out metrics of the default model + contact sheet
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _default_work_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("latent-studio")) / "training"
+
+
+def _common(p, data=True, work=True, device=True):
+    if data:
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="prepared photos (default: the user cache, fetched and prepared when missing)")
+    if work:
+        p.add_argument("--work-dir", type=Path, default=None,
+                       help="checkpoints and stage outputs (default: <user cache>/latent-studio/training)")
+    if device:
+        p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def _budget(p, batch: int):
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this run")
+    p.add_argument("--steps", type=int, default=None, help="step budget of this run")
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--preset", default="mini", choices=("mini", "tiny"))
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--fresh", action="store_true", help="ignore the checkpoint and start over")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prepare-data", help="fetch and prepare the embedded model's training photos")
+    _common(p, work=False, device=False)
+    p.add_argument("--carry", type=Path, default=None, help="also copy the prepared photos into CARRY/data (GPU run)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = subparsers.add_parser("train-vae", help="train the embedded model's autoencoder (stage 1)")
+    _common(p)
+    _budget(p, batch=8)
+    p.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
+    p.set_defaults(func=cmd_train_vae)
+
+    p = subparsers.add_parser("train-unet", help="train the embedded model's inpainting UNet (stage 2) and package it")
+    _common(p)
+    _budget(p, batch=4)
+    p.add_argument("--resolution", type=int, default=256, help="native resolution (multiple of 8)")
+    p.add_argument("--out", type=Path, default=None, help="model folder to write (default: resources/models/latent-studio-mini)")
+    p.add_argument("--no-package", action="store_true", help="train only, do not write the model folder")
+    p.add_argument("--package-from", type=Path, default=None, metavar="DIR",
+                   help="skip training: package the files of a GPU run (tools/gpu_train.sh) from DIR")
+    p.set_defaults(func=cmd_train_unet)
+
+    p = subparsers.add_parser("evaluate", help="held-out metrics of the embedded model and a contact sheet")
+    _common(p, work=False)
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded latent-studio-mini)")
+    p.add_argument("--sheet", type=Path, default=None, help="contact sheet PNG (default: <cache>/evaluation/contact_sheet.png)")
+    p.add_argument("--crops", type=int, default=16, help="held-out crops to inpaint")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps per inpainting")
+    p.add_argument("--write-card", action="store_true", help="record the metrics in the model card")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run(fn) -> int:
+    from .data import DataError
+    from .loop import TrainingError
+
+    try:
+        return fn() or 0
+    except (DataError, TrainingError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted (the last checkpoint is kept; run again to resume)")
+
+
+def _positive(args, *names) -> str | None:
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None and v <= 0:
+            return f"--{n.replace('_', '-')} must be positive, got {v}"
+    return None
+
+
+def cmd_prepare(args) -> int:
+    def go():
+        import shutil
+
+        from . import data
+
+        d = args.data_dir or data.default_data_dir()
+        data.prepare(d)
+        if args.carry:
+            dest = Path(args.carry) / "data"
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            shutil.copytree(Path(d) / "photos", dest / "photos")
+            shutil.copy2(Path(d) / data.MANIFEST, dest / data.MANIFEST)
+            data.heldout_crops(dest)
+            print(f"copied to {dest}")
+    return _run(go)
+
+
+def cmd_train_vae(args) -> int:
+    bad = _positive(args, "minutes", "steps", "batch", "crop", "lr")
+    if bad:
+        return _fail(bad)
+    if args.minutes is None and args.steps is None:
+        return _fail("give a budget: --minutes N and/or --steps N")
+
+    def go():
+        from . import data
+        from .vae import VaeTrainConfig, train_vae
+
+        d = data.ensure_prepared(args.data_dir)
+        cfg = VaeTrainConfig(data_dir=d, work_dir=args.work_dir or _default_work_dir(), preset=args.preset,
+                             minutes=args.minutes, max_steps=args.steps, batch=args.batch, crop=args.crop,
+                             device=args.device, resume=not args.fresh)
+        if args.lr:
+            cfg.lr = args.lr
+        train_vae(cfg)
+    return _run(go)
+
+
+def cmd_train_unet(args) -> int:
+    bad = _positive(args, "minutes", "steps", "batch", "resolution", "lr")
+    if bad:
+        return _fail(bad)
+
+    def go():
+        from .package import DEFAULT_MODEL_DIR, build_folder
+
+        out = args.out or DEFAULT_MODEL_DIR
+        if args.package_from:
+            if not Path(args.package_from).is_dir():
+                return _fail(f"no such folder: {args.package_from}")
+            build_folder(args.package_from, out)
+            print("now run: python main.py evaluate --write-card")
+            return 0
+        if args.minutes is None and args.steps is None:
+            return _fail("give a budget: --minutes N and/or --steps N (or --package-from DIR)")
+        from . import data
+        from .unet import UnetTrainConfig, train_unet
+
+        d = data.ensure_prepared(args.data_dir)
+        work = args.work_dir or _default_work_dir()
+        cfg = UnetTrainConfig(data_dir=d, work_dir=work, preset=args.preset, minutes=args.minutes,
+                              max_steps=args.steps, batch=args.batch, resolution=args.resolution,
+                              device=args.device, resume=not args.fresh)
+        if args.lr:
+            cfg.lr = args.lr
+        train_unet(cfg)
+        if not args.no_package:
+            build_folder(work, out)
+    return _run(go)
+
+
+def cmd_evaluate(args) -> int:
+    bad = _positive(args, "crops", "steps")
+    if bad:
+        return _fail(bad)
+
+    def go():
+        from . import data
+        from .evaluate import run
+        from .package import DEFAULT_MODEL_DIR, update_card_metrics
+
+        model = args.model or DEFAULT_MODEL_DIR
+        if not (Path(model) / "model_index.json").is_file():
+            return _fail(f"no model folder at {model} (train it: python main.py train-vae / train-unet)")
+        d = data.ensure_prepared(args.data_dir)
+        sheet = args.sheet or Path(d).parent / "evaluation" / "contact_sheet.png"
+        metrics = run(Path(model), d, sheet, n_inpaint=args.crops, steps=args.steps, device=args.device or "cpu")
+        if args.write_card:
+            update_card_metrics(Path(model), metrics)
+            print(f"metrics written to {Path(model) / 'README.md'}")
+    return _run(go)
+
+
+def main_package(src: Path, dest: Path | None = None) -> int:
+    """tools/package_gpu_result.py: the same as `train-unet --package-from SRC`."""
+    import argparse
+
+    ns = argparse.Namespace(minutes=None, steps=None, batch=1, resolution=256, lr=None, out=dest,
+                            package_from=Path(src))
+    return cmd_train_unet(ns)
