@@ -73,7 +73,7 @@ def load_pipeline(model_dir: Path, device="cpu"):
     from diffusers.utils import logging as dlog
 
     dlog.disable_progress_bar()
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(str(model_dir), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

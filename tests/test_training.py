@@ -1,0 +1,199 @@
+"""The embedded model's training code: both stages for a few steps on tiny synthetic crops,
+packaging, loading through the stock diffusers pipeline, and the evaluation functions.
+No network and no real data here (the real fetch runs only from the commands)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from backend.training import data  # noqa: E402
+from backend.training.evaluate import (  # noqa: E402
+    contact_sheet, evaluate_inpainting, load_pipeline, mean_colour_error, telea, texture_distance,
+)
+from backend.training.package import build_folder  # noqa: E402
+from backend.training.unet import UnetTrainConfig, random_masks, train_unet  # noqa: E402
+from backend.training.vae import VaeTrainConfig, psnr, train_vae  # noqa: E402
+
+
+def synthetic_photos(n=3, h=96, w=128, seed=0):
+    """Smooth colour gradients with a few rectangles and noise: photo-like enough for a smoke test."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    out = []
+    for _ in range(n):
+        c0, c1 = rng.random(3), rng.random(3)
+        img = c0 * (1 - xx[..., None]) + c1 * yy[..., None]
+        for _ in range(3):
+            y, x = rng.integers(0, h - 16), rng.integers(0, w - 16)
+            img[y : y + 16, x : x + 24] = rng.random(3)
+        img = img + rng.normal(0, 0.03, img.shape)
+        out.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
+    return out
+
+
+def vae_cfg(work, **kw):
+    return VaeTrainConfig(data_dir=None, work_dir=work, preset="tiny", max_steps=3, batch=2, crop=32, bank_size=4,
+                          bank_crop=64, warmup=1, log_every=0, **kw)
+
+
+def unet_cfg(work, **kw):
+    return UnetTrainConfig(data_dir=None, work_dir=work, preset="tiny", max_steps=3, batch=2, resolution=64,
+                           bank_size=4, warmup=1, log_every=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    photos = synthetic_photos()
+    lines = []
+    train_vae(vae_cfg(work), log=lines.append, photos=photos)
+    train_unet(unet_cfg(work), log=lines.append, photos=photos)
+    folder = build_folder(work, tmp_path_factory.mktemp("models") / "latent-studio-mini", log=lines.append)
+    return work, folder, lines
+
+
+def test_stages_write_their_files_and_report_progress(tiny_model):
+    work, _, lines = tiny_model
+    for name in ("vae.safetensors", "vae_config.json", "unet.safetensors", "unet_config.json",
+                 "null_embedding.safetensors", "vae_ckpt.pt", "unet_ckpt.pt", "train_stats.json"):
+        assert (work / name).is_file(), name
+    assert any("steps/s" in line and "ETA" in line for line in lines)
+    stats = json.loads((work / "train_stats.json").read_text())
+    assert stats["vae_steps"] == 3 and stats["unet_steps"] == 3
+    assert json.loads((work / "vae_config.json").read_text())["scaling_factor"] > 0
+
+
+def test_folder_loads_in_the_stock_inpaint_pipeline(tiny_model):
+    from PIL import Image
+
+    _, folder, _ = tiny_model
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionInpaintPipeline"
+    assert index["safety_checker"] == [None, None]
+    assert json.loads((folder / "latent_studio.json").read_text()) == {
+        "ignores_prompt": True, "native_resolution": 64, "name": "latent-studio-mini"}
+    assert "## Data and licences" in (folder / "README.md").read_text()
+    assert all(f.suffix != ".bin" for f in folder.rglob("*"))
+    pipe = load_pipeline(folder)
+    assert pipe.unet.config.in_channels == 9
+    image = Image.fromarray(synthetic_photos(1, 64, 64)[0])
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    out = pipe(prompt="a red boat", image=image, mask_image=mask, height=64, width=64, num_inference_steps=2,
+               guidance_scale=1.0).images[0]
+    assert out.size == (64, 64)
+
+
+def test_every_prompt_gives_the_learned_null_context(tiny_model):
+    from safetensors.torch import load_file
+
+    work, folder, _ = tiny_model
+    pipe = load_pipeline(folder)
+    null = load_file(str(work / "null_embedding.safetensors"))["null"]
+    contexts = []
+    for prompt in ("", "a cat on a sofa", "oil painting, dramatic light"):
+        emb = pipe.encode_prompt(prompt, "cpu", 1, False)[0]
+        with torch.no_grad():
+            contexts.append(pipe.unet.encoder_hid_proj(emb))
+    for c in contexts:
+        torch.testing.assert_close(c, contexts[0])
+    torch.testing.assert_close(contexts[0][0, 0], null.float(), atol=1e-3, rtol=1e-3)
+
+
+def test_vae_stage_resumes_from_its_checkpoint(tmp_path):
+    photos = synthetic_photos(2)
+    train_vae(vae_cfg(tmp_path), log=lambda s: None, photos=photos)
+    lines = []
+    stats = train_vae(vae_cfg(tmp_path), log=lines.append, photos=photos)
+    assert stats["vae_steps"] == 6
+    assert any("resuming at step 3" in line for line in lines)
+
+
+def test_masks_cover_every_kind():
+    g = torch.Generator().manual_seed(0)
+    masks = random_masks(64, 64, g)
+    assert masks.shape == (64, 1, 64, 64)
+    assert set(masks.unique().tolist()) <= {0.0, 1.0}
+    cover = masks.mean(dim=(1, 2, 3))
+    assert (cover == 1).any() and ((cover > 0) & (cover < 1)).sum() > 40
+
+
+def test_crop_bank_shapes():
+    bank = data.make_crop_bank(synthetic_photos(2), 5, 32, seed=1)
+    assert bank.shape == (5, 3, 32, 32) and bank.dtype == torch.uint8
+
+
+def test_psnr_on_known_inputs():
+    a = np.zeros((2, 8, 8, 3), np.uint8)
+    b = np.full((2, 8, 8, 3), 10, np.uint8)
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 100), abs=1e-9)
+    assert psnr(a, a) > 90
+
+
+def test_inpainting_comparison_and_contact_sheet(tiny_model, tmp_path):
+    from PIL import Image
+
+    _, folder, _ = tiny_model
+    crops = np.stack(synthetic_photos(2, 64, 64, seed=3))
+    lines = []
+    scores = evaluate_inpainting(load_pipeline(folder), crops, steps=2, hole=16, log=lines.append)
+    assert len(scores.examples) == 2 and len(lines) == 2
+    assert scores.ours_colour_error >= 0 and scores.telea_colour_error >= 0
+    assert 0 <= scores.ours_texture <= 2 and 0 <= scores.telea_texture <= 2
+    sheet = contact_sheet(scores.examples, tmp_path / "sheet.png")
+    assert Image.open(sheet).size[0] == 4 * 64 + 5 * 4
+
+
+def test_metric_helpers():
+    flat = np.full((16, 16, 3), 100, np.uint8)
+    assert mean_colour_error(flat, flat + 3) == pytest.approx(np.sqrt(27))
+    assert texture_distance(flat, flat) == 0
+    noisy = np.random.default_rng(0).integers(0, 255, (16, 16, 3)).astype(np.uint8)
+    assert texture_distance(flat, noisy) > 1
+    img = np.full((32, 32, 3), 80, np.uint8)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:16, 8:16] = 255
+    hole = img.copy()
+    hole[8:16, 8:16] = 0
+    assert np.abs(telea(hole, mask).astype(int) - 80).max() <= 2
+
+
+def test_sources_and_heldout_split():
+    scenes = {s.scene for s in data.SOURCES}
+    assert data.HELDOUT_SCENES < scenes and len(data.HELDOUT_SCENES) >= 4
+    assert all(s.licence and s.author for s in data.SOURCES)
+
+
+def test_heldout_crops_are_cached(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    entries = []
+    for i, photo in enumerate(synthetic_photos(2, 80, 120)):
+        Image.fromarray(photo).save(tmp_path / f"photos/p{i}.jpg")
+        entries.append(dict(file=f"photos/p{i}.jpg", split="heldout" if i == 0 else "train"))
+    (tmp_path / data.MANIFEST).write_text(json.dumps(dict(photos=entries)))
+    crops = data.heldout_crops(tmp_path, size=32, per_scene=4)
+    assert crops.shape == (4, 32, 32, 3)
+    assert (tmp_path / data.EVAL_CROPS).is_file()
+    np.testing.assert_array_equal(data.heldout_crops(tmp_path, size=32, per_scene=4), crops)
+
+
+@pytest.mark.parametrize("argv", [
+    ["train-vae"],
+    ["train-vae", "--steps", "0"],
+    ["train-unet", "--package-from", "/no/such/folder"],
+    ["evaluate", "--model", "/no/such/model"],
+])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
+    import main
+
+    parser = main.build_parser()
+    args = parser.parse_args(argv)
+    assert args.func(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
