@@ -379,13 +379,18 @@ def test_from_single_file_without_config_wants_the_hub(no_network, tiny_sd15_sin
     assert no_network == []
 
 
-def test_reference_model_index_names_components_that_must_be_passed_as_none(tiny_sd15_single_file):
-    """The shipped sd15 model_index.json lists a feature extractor whose files are not in the folder."""
-    ckpt, config = tiny_sd15_single_file
-    with pytest.raises(OSError):
-        diffusers.StableDiffusionPipeline.from_single_file(
-            str(ckpt), config=str(config), local_files_only=True, safety_checker=None
-        )
+@pytest.mark.parametrize("family, error", [("sd15", OSError), ("sd21", AttributeError)])
+def test_reference_model_index_needs_feature_extractor_none(tiny_model_cache, family, error):
+    """The shipped model_index.json files (copied into the config folders) name a feature extractor
+    whose files are not there: sd15 -> CLIPImageProcessor (OSError offline), sd21-base ->
+    CLIPFeatureExtractor (gone from transformers 5: AttributeError). Pass feature_extractor=None;
+    the safety checker is skipped by from_single_file anyway."""
+    ckpt, config = tiny_model_cache.single_file(family, 4)
+    common = dict(config=str(config), local_files_only=True)
+    with pytest.raises(error):
+        diffusers.StableDiffusionPipeline.from_single_file(str(ckpt), safety_checker=None, **common)
+    pipe = diffusers.StableDiffusionPipeline.from_single_file(str(ckpt), feature_extractor=None, **common)
+    assert pipe.safety_checker is None and pipe.feature_extractor is None
 
 
 # --- (c) malicious pickle --------------------------------------------------------------------
