@@ -61,7 +61,7 @@ def _looks_like_pairs(line: str) -> bool:
 
 
 def _quote(value: str) -> str:
-    if any(c in value for c in ',:"\n'):
+    if any(c in value for c in ',:"\n') or value != value.strip():
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return value
 
