@@ -5,11 +5,11 @@ the error classes. Importing this package does not import torch.
 """
 from .engine import Engine
 from .errors import BackendError, InvalidRequest, ModelError
-from .events import Cancelled, Event, Failed, Preview, Progress, Result, ResultImage, Started
+from .events import Cancelled, Event, Failed, ModelState, Preview, Progress, Result, ResultImage, Started
 from .requests import GenerationRequest, Img2ImgRequest, InpaintRequest
 
 __all__ = [
     "Engine", "BackendError", "InvalidRequest", "ModelError",
-    "Event", "Started", "Progress", "Preview", "Result", "ResultImage", "Failed", "Cancelled",
+    "Event", "ModelState", "Started", "Progress", "Preview", "Result", "ResultImage", "Failed", "Cancelled",
     "GenerationRequest", "InpaintRequest", "Img2ImgRequest",
 ]

@@ -21,7 +21,7 @@ import traceback
 from typing import Callable
 
 from .errors import BackendError, InvalidRequest, JobCancelled
-from .events import Cancelled, Event, Failed, Result, Started
+from .events import Cancelled, Event, Failed, ModelState, Result, Started
 from .requests import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,13 @@ class Engine:
             self._pending[job_id] = request
         self._queue.put(job_id)
         return job_id
+
+    def preload(self, model: str = "") -> None:
+        """Starts torch and loads a model in the background; answers with ``ModelState`` events."""
+        with self._lock:
+            if self._closed:
+                return
+        self._queue.put(("preload", model))
 
     def cancel(self, job_id: int) -> bool:
         """Cancels a queued or running job; False when it already ended."""
@@ -123,6 +130,11 @@ class Engine:
             item = self._queue.get()
             if item is _STOP:
                 break
+            if isinstance(item, tuple):
+                if ctx_factory is None:
+                    ctx_factory = self._start_torch()
+                self._preload(item[1])
+                continue
             with self._lock:
                 request = self._pending.pop(item, None)
                 if request is None:
@@ -162,6 +174,25 @@ class Engine:
             return JobContext(job_id, self._emit, flag, self._models, self._preview_interval, self._tiny, total)
 
         return make
+
+    def _preload(self, ref: str) -> None:
+        from .models import resolve
+
+        try:
+            name = resolve(ref).name
+        except BackendError as exc:
+            self._emit(ModelState(0, ref, "failed", str(exc)))
+            return
+        self._emit(ModelState(0, name, "loading"))
+        try:
+            model = self._models.get(ref)
+        except BackendError as exc:
+            self._emit(ModelState(0, name, "failed", str(exc)))
+        except Exception as exc:  # keep the worker alive whatever a model file holds
+            log.exception("loading %s failed", ref)
+            self._emit(ModelState(0, name, "failed", f"{name} could not be loaded ({type(exc).__name__}: {exc})."))
+        else:
+            self._emit(ModelState(0, name, "ready", ignores_prompt=model.ignores_prompt))
 
     def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
         from .operations import OPERATIONS, total_steps

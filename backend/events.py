@@ -65,4 +65,14 @@ class Cancelled(Event):
     pass
 
 
+@dataclass(frozen=True)
+class ModelState(Event):
+    """The model's loading state, from :meth:`Engine.preload` (``job_id`` is 0)."""
+
+    name: str
+    state: str  # "loading", "ready" or "failed"
+    message: str = ""
+    ignores_prompt: bool = False
+
+
 TERMINAL = (Result, Failed, Cancelled)

@@ -154,3 +154,22 @@ def test_every_sampler_runs_and_previews(engine, recorder, tiny_sd15_folder):
         events = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, sampler=name, steps=3)))
         assert isinstance(events[-1], Result), (name, events[-1])
         assert len([e for e in events if isinstance(e, Preview)]) == 3, name
+
+
+def test_preload_reports_the_model_state(engine, recorder, tiny_sd15_folder, tmp_path):
+    import time
+
+    from backend.events import ModelState
+
+    engine.preload(str(tiny_sd15_folder))
+    engine.preload(str(tmp_path / "missing"))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = [(e.state, e.name) for e in recorder.of(0) if isinstance(e, ModelState)]
+        if any(s == "failed" for s, _ in states):
+            break
+        time.sleep(0.05)
+    assert ("ready", tiny_sd15_folder.name) in states
+    assert states.index(("loading", tiny_sd15_folder.name)) < states.index(("ready", tiny_sd15_folder.name))
+    failed = [e for e in recorder.of(0) if isinstance(e, ModelState) and e.state == "failed"]
+    assert "was not found" in failed[-1].message
