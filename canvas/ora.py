@@ -159,7 +159,7 @@ def _write_surface(zf: zipfile.ZipFile, name: str, surface: TiledSurface, bounds
 _ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, KeyError, IndexError,
            ET.ParseError, zlib.error, struct.error, SyntaxError, UnidentifiedImageError,
            Image.DecompressionBombError, NotImplementedError, RuntimeError, OSError, OverflowError,
-           TypeError)
+           TypeError, LookupError)
 
 
 def load_ora(path, progress: Progress | None = None) -> Document:

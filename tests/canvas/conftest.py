@@ -28,3 +28,16 @@ def small_doc(rng) -> Document:
     doc.set_layer_properties(top, blend_mode="multiply", opacity=0.6)
     doc.history.clear()
     return doc
+
+
+def assert_render_matches(rendered: np.ndarray, fresh: np.ndarray) -> None:
+    """The cached view may differ from a fresh composite by float rounding only.
+
+    The focus-layer cache composites normal layers above the painted one as a
+    group (associative in exact arithmetic, not bit-for-bit in float32), so
+    allow 1 level of alpha and ~1.5 levels of premultiplied colour; a stale
+    tile differs by far more."""
+    r, f = rendered.astype(np.float32), fresh.astype(np.float32)
+    assert np.abs(r[..., 3] - f[..., 3]).max(initial=0) <= 1
+    pr, pf = r[..., :3] * r[..., 3:] / 255, f[..., :3] * f[..., 3:] / 255
+    assert np.abs(pr - pf).max(initial=0) <= 1.5

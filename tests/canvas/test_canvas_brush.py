@@ -9,6 +9,8 @@ from canvas.document import Document
 from canvas.errors import DocumentError, LayerLockedError
 from canvas.geometry import Rect
 
+from conftest import assert_render_matches
+
 
 def _paint(doc, layer, points, **kw):
     s = doc.begin_stroke(BrushSettings(**kw), layer, (200, 40, 10))
@@ -101,7 +103,7 @@ def test_only_dirty_pixels_are_recomposited():
     s.end()
     out = doc.render(view)
     assert doc.cache.recomputed_pixels <= 66 * 66
-    assert np.array_equal(out, doc.flatten())
+    assert_render_matches(out, doc.flatten())
 
 
 def test_settings_are_validated():

@@ -188,6 +188,7 @@ def _bad_cases():
         "bad offset": make_ora(GOOD_XML.replace('src=', 'x="1e300" src='), {"data/a.png": GOOD_PNG}),
         "xml entities": make_ora('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa">]>'
                                  '<image w="4" h="4"><stack/></image>', {}),
+        "unknown xml encoding (found by fuzzing)": make_ora('<?xml version="1.0" encoding="UTF-0"?><image w="1" h="1"/>', {}),
         "layer jpeg src": make_ora(GOOD_XML.replace("a.png", "a.jpg"), {"data/a.jpg": b"\xff\xd8"}),
     }
 

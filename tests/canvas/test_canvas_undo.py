@@ -10,7 +10,7 @@ from canvas.geometry import Rect
 from canvas.history import History
 from canvas.selection import Selection
 
-from conftest import random_rgba
+from conftest import assert_render_matches, random_rgba
 
 
 def state(doc: Document):
@@ -25,7 +25,7 @@ def assert_state(doc: Document, s) -> None:
     assert [l.id for l in doc.layers] == [l.id for l in layers]
     assert doc.selection.equals(sel)
     assert np.array_equal(doc.flatten(doc.bounds), flat)
-    assert np.array_equal(doc.render(doc.bounds), flat), "the composite cache is stale"
+    assert_render_matches(doc.render(doc.bounds), flat)
 
 
 def _stroke(doc, layer, **kw):
