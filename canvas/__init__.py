@@ -1,0 +1,22 @@
+"""Latent Studio's canvas: the GUI-free painting document (numpy + Pillow only).
+
+Modules, by what they do:
+
+* :mod:`canvas.document` — :class:`Document`: bounds, layers, selection, undo, rendering.
+* :mod:`canvas.layer`, :mod:`canvas.tiles` — layers and their sparse 256² tiles (straight RGBA).
+* :mod:`canvas.blend`, :mod:`canvas.compositor` — blend modes, compositing, the view cache.
+* :mod:`canvas.selection` — the selection mask and its shape builders and operations.
+* :mod:`canvas.brush` — the brush engine (pixels, layer masks, selection).
+* :mod:`canvas.history`, :mod:`canvas.commands` — undo/redo with merging and a memory limit.
+* :mod:`canvas.ora`, :mod:`canvas.image_io`, :mod:`canvas.png` — OpenRaster, PNG/JPEG/WebP.
+* :mod:`canvas.autosave`, :mod:`canvas.background`, :mod:`canvas.atomic` — never losing work.
+* :mod:`canvas.parameters` — the A1111 "parameters" text.
+* :mod:`canvas.progress`, :mod:`canvas.errors` — progress reporting and user-readable errors.
+"""
+from .document import Document
+from .errors import DocumentError, FileFormatError, LayerLockedError, OperationCancelled
+from .geometry import Rect
+from .layer import Layer
+
+__all__ = ["Document", "DocumentError", "FileFormatError", "LayerLockedError", "Layer",
+           "OperationCancelled", "Rect"]

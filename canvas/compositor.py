@@ -64,8 +64,15 @@ def composite_premul(layers: Sequence[Layer], rect: Rect, out: np.ndarray | None
 
 
 def composite(layers: Sequence[Layer], rect: Rect) -> np.ndarray:
-    """Straight-alpha uint8 RGBA (H, W, 4) composite of the visible `layers` inside `rect`."""
-    return to_straight_u8(composite_premul(layers, rect))
+    """Straight-alpha uint8 RGBA (H, W, 4) composite of the visible `layers` inside `rect`.
+
+    Works tile by tile, so flattening a 16k² document needs the 1 GB result
+    and one tile of float scratch, not 4 GB of float planes."""
+    out = np.empty((rect.h, rect.w, 4), np.uint8)
+    for key in tile_keys(rect, TILE):
+        part = tile_rect(key, TILE).intersect(rect)
+        to_straight_u8(composite_premul(layers, part), out[part.slices(rect.x, rect.y)])
+    return out
 
 
 class TileCache:
