@@ -1,0 +1,195 @@
+"""Generation panel: operation, model, prompt, settings; Generate / Cancel; progress."""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from backend.requests import FILL_MODES
+from backend.samplers import SAMPLERS
+
+OPERATIONS = (("inpaint", "Inpaint (selection)"), ("outpaint", "Outpaint (new canvas area)"),
+              ("img2img", "Variations (img2img)"), ("upscale", "Upscale"))
+DEFAULT_MODEL_LABEL = "Embedded default model"
+
+
+class GenerationPanel(QWidget):
+    generate_requested = Signal()
+    cancel_requested = Signal()
+    model_changed = Signal(str)
+
+    def __init__(self, settings, parent=None):
+        super().__init__(parent)
+        g = settings.generation
+        self.operation = QComboBox()
+        for key, label in OPERATIONS:
+            self.operation.addItem(label, key)
+        self.operation.setCurrentIndex([k for k, _ in OPERATIONS].index(g.operation) if g.operation in dict(OPERATIONS) else 0)
+        self.operation.currentIndexChanged.connect(self._update_visibility)
+
+        self.model = QComboBox()
+        self.model.setEditable(True)
+        self.model.setToolTip("A diffusers folder, a .safetensors file, a hub id (owner/name) or a listed name")
+        self.model.addItem(DEFAULT_MODEL_LABEL, "")
+        for path in settings.models:
+            self.model.addItem(path, path)
+        if g.model:
+            self.model.setCurrentText(g.model)
+        self.model.currentTextChanged.connect(lambda _t: self.model_changed.emit(self.model_ref()))
+        add_model = QPushButton("Add…")
+        add_model.clicked.connect(self.add_model_file)
+        self.model_state = QLabel("Model: not loaded yet")
+        self.model_state.setWordWrap(True)
+
+        self.prompt = QPlainTextEdit(g.prompt)
+        self.prompt.setPlaceholderText("Prompt")
+        self.prompt.setMaximumHeight(70)
+        self.negative = QPlainTextEdit(g.negative_prompt)
+        self.negative.setPlaceholderText("Negative prompt")
+        self.negative.setMaximumHeight(50)
+
+        self.strength = self._double(0.01, 1.0, g.strength, 0.05)
+        self.steps = self._int(1, 500, g.steps)
+        self.guidance = self._double(0.0, 50.0, g.guidance, 0.5)
+        self.seed = self._int(0, 2**31 - 1, g.seed)
+        self.random_seed = QCheckBox("Random")
+        self.random_seed.setChecked(g.random_seed)
+        self.count = self._int(1, 64, g.count)
+        self.sampler = QComboBox()
+        for name, (label, _, _) in SAMPLERS.items():
+            self.sampler.addItem(label, name)
+        self.sampler.setCurrentIndex(list(SAMPLERS).index(g.sampler) if g.sampler in SAMPLERS else 0)
+
+        self.grow = self._int(-256, 256, g.grow)
+        self.feather = self._int(0, 256, g.feather)
+        self.padding = self._int(0, 4096, g.padding)
+        self.fill = QComboBox()
+        self.fill.addItems(list(FILL_MODES))
+        self.fill.setCurrentText(g.fill)
+        self.upscale_scale = QComboBox()
+        self.upscale_scale.addItems(["2", "4"])
+        self.upscale_scale.setCurrentText(str(g.upscale_scale))
+        self.upscale_tile = self._int(64, 4096, g.upscale_tile)
+        self.refine_strength = self._double(0.0, 1.0, g.refine_strength, 0.05)
+
+        self.generate = QPushButton("Generate  (Ctrl+Enter)")
+        self.generate.clicked.connect(self.generate_requested)
+        self.cancel = QPushButton("Cancel  (Esc)")
+        self.cancel.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(add_model)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+
+        form = QFormLayout()
+        form.addRow("Operation", self.operation)
+        form.addRow("Model", model_row)
+        form.addRow(self.model_state)
+        form.addRow(self.prompt)
+        form.addRow(self.negative)
+        form.addRow("Strength", self.strength)
+        form.addRow("Steps", self.steps)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Seed", seed_row)
+        form.addRow("Variations", self.count)
+        form.addRow("Sampler", self.sampler)
+        self.mask_box = QGroupBox("Mask")
+        mask_form = QFormLayout(self.mask_box)
+        mask_form.addRow("Grow", self.grow)
+        mask_form.addRow("Feather", self.feather)
+        mask_form.addRow("Padding", self.padding)
+        mask_form.addRow("Fill", self.fill)
+        self.upscale_box = QGroupBox("Upscale")
+        up_form = QFormLayout(self.upscale_box)
+        up_form.addRow("Scale", self.upscale_scale)
+        up_form.addRow("Tile size", self.upscale_tile)
+        up_form.addRow("Refine strength", self.refine_strength)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate, 1)
+        buttons.addWidget(self.cancel)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.mask_box)
+        layout.addWidget(self.upscale_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addStretch(1)
+        self._update_visibility()
+
+    def _int(self, lo, hi, value) -> QSpinBox:
+        s = QSpinBox()
+        s.setRange(lo, hi)
+        s.setValue(int(value))
+        return s
+
+    def _double(self, lo, hi, value, step) -> QDoubleSpinBox:
+        s = QDoubleSpinBox()
+        s.setRange(lo, hi)
+        s.setSingleStep(step)
+        s.setDecimals(2)
+        s.setValue(float(value))
+        return s
+
+    def _update_visibility(self) -> None:
+        op = self.operation_key()
+        self.mask_box.setVisible(op in ("inpaint", "outpaint"))
+        self.upscale_box.setVisible(op == "upscale")
+
+    def operation_key(self) -> str:
+        return self.operation.currentData()
+
+    def model_ref(self) -> str:
+        text = self.model.currentText().strip()
+        return "" if text in ("", DEFAULT_MODEL_LABEL) else text
+
+    def add_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add a model", "", "Models (*.safetensors);;All files (*)")
+        if path:
+            self.model.addItem(path, path)
+            self.model.setCurrentText(path)
+
+    def set_model_state(self, name: str, state: str, message: str, ignores_prompt: bool) -> None:
+        if state == "loading":
+            text = f"Model: loading {name}…"
+        elif state == "ready":
+            text = f"Model: {name} ready" + (" — it ignores prompts (trained without captions)" if ignores_prompt else "")
+        else:
+            text = f"Model: {message}"
+        self.model_state.setText(text)
+
+    def set_progress(self, step: int, total: int, stage: str = "") -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(step)
+        self.progress.setFormat(f"{stage + ' — ' if stage else ''}%v / %m")
+
+    def set_idle(self, text: str = "idle") -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat(text)
+
+    def values(self) -> dict:
+        return dict(
+            operation=self.operation_key(), model=self.model_ref(), prompt=self.prompt.toPlainText(),
+            negative_prompt=self.negative.toPlainText(), strength=self.strength.value(), steps=self.steps.value(),
+            guidance=self.guidance.value(), seed=self.seed.value(), random_seed=self.random_seed.isChecked(),
+            count=self.count.value(), sampler=self.sampler.currentData(), grow=self.grow.value(),
+            feather=self.feather.value(), padding=self.padding.value(), fill=self.fill.currentText(),
+            upscale_scale=int(self.upscale_scale.currentText()), upscale_tile=self.upscale_tile.value(),
+            refine_strength=self.refine_strength.value(),
+        )
+
+    def store(self, settings) -> None:
+        for key, value in self.values().items():
+            setattr(settings.generation, key, value)
+        models = [self.model.itemData(i) for i in range(self.model.count()) if self.model.itemData(i)]
+        settings.models = models

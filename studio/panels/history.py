@@ -1,0 +1,39 @@
+"""History panel: the undo steps; clicking one undoes or redoes up to it."""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QListWidget, QVBoxLayout, QWidget
+
+
+class HistoryPanel(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.doc = None
+        self.list = QListWidget()
+        self.list.itemClicked.connect(self._on_click)
+        QVBoxLayout(self).addWidget(self.list)
+
+    def set_document(self, doc) -> None:
+        if self.doc is not None and self.refresh in self.doc.history.listeners:
+            self.doc.history.listeners.remove(self.refresh)
+        self.doc = doc
+        doc.history.listeners.append(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        h = self.doc.history
+        self.list.clear()
+        self.list.addItem("Start")
+        for c in h._undo:
+            self.list.addItem(c.description)
+        for c in reversed(h._redo):
+            item_text = f"{c.description}  (undone)"
+            self.list.addItem(item_text)
+        self.list.setCurrentRow(len(h._undo))
+
+    def _on_click(self, item) -> None:
+        target = self.list.row(item)
+        h = self.doc.history
+        while len(h._undo) > target and self.doc.undo():
+            pass
+        while len(h._undo) < target and self.doc.redo():
+            pass
