@@ -37,7 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from .atomic import atomic_write
 from .blend import BLEND_MODES, ORA_TO_MODE
 from .document import MAX_SIDE, Document
-from .errors import DocumentError, FileFormatError, file_error
+from .errors import DocumentError, file_error
 from .layer import Layer
 from .png import ImageTooLarge, check_size, decode_png, encode_png
 from .progress import Progress, step

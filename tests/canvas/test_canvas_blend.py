@@ -12,7 +12,6 @@ from canvas.blend import BLEND_MODES, composite_layer, to_premul_f32, to_straigh
 from canvas.compositor import composite
 from canvas.document import Document
 from canvas.geometry import Rect
-from canvas.layer import Layer
 
 
 def _b(mode: str, cb: float, cs: float) -> float:
