@@ -9,7 +9,7 @@ from canvas.document import Document
 from canvas.errors import DocumentError, LayerLockedError
 from canvas.geometry import Rect
 
-from conftest import assert_render_matches
+from canvas_helpers import assert_render_matches
 
 
 def _paint(doc, layer, points, **kw):

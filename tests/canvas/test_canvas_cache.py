@@ -9,7 +9,7 @@ from canvas.brush import BrushSettings
 from canvas.document import Document
 from canvas.geometry import Rect
 
-from conftest import assert_render_matches
+from canvas_helpers import assert_render_matches
 
 ops = st.lists(st.one_of(
     st.tuples(st.just("dab"), st.integers(0, 3), st.integers(-20, 560), st.integers(-20, 300), st.booleans()),

@@ -10,7 +10,7 @@ from canvas.geometry import Rect
 from canvas.history import History
 from canvas.selection import Selection
 
-from conftest import assert_render_matches, random_rgba
+from canvas_helpers import assert_render_matches, random_rgba
 
 
 def state(doc: Document):
