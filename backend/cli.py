@@ -1,4 +1,4 @@
-"""Headless subcommands: inpaint, img2img, models. Same engine as the app.
+"""Headless subcommands: inpaint, img2img, outpaint, upscale, models. Same engine as the app.
 
 Bad input prints one line on stderr and exits 2 with nothing written; a job
 that fails while running exits 1.
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import BackendError
-from .requests import FILL_MODES
+from .requests import FILL_MODES, OUTPAINT_FILLS
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 EXIT_BAD_INPUT = 2
@@ -49,6 +49,26 @@ def register(sub) -> None:
     p.add_argument("--strength", type=float, default=0.6)
     p.set_defaults(func=_img2img)
 
+    p = sub.add_parser("outpaint", parents=[common], help="extend the canvas and paint the new area")
+    for side in ("left", "right", "top", "bottom"):
+        p.add_argument(f"--{side}", type=int, default=0, help=f"pixels to add on the {side}")
+    p.add_argument("--overlap", type=int, default=48, help="band of the old image blended into the new, pixels")
+    p.add_argument("--fill", default="blur", choices=OUTPAINT_FILLS, help="what the new area starts as")
+    p.add_argument("--strength", type=float, default=1.0)
+    p.set_defaults(func=_outpaint)
+
+    p = sub.add_parser("upscale", parents=[common], help="upscale an image (bundled Real-ESRGAN by default)",
+                       description="--model is the upscaler: an ESRGAN/Real-ESRGAN/SwinIR/HAT file (.safetensors "
+                       "or .pth), an SD x4 upscaler or LDM super-resolution folder, `lanczos`, or nothing for "
+                       "the bundled Real-ESRGAN x4plus (offline).")
+    p.add_argument("--scale", type=int, default=4, help="2, 4, … (a divisor of the model's own factor)")
+    p.add_argument("--tile", type=int, default=0, help="tile side in pixels (default: chosen from free memory)")
+    p.add_argument("--refine-strength", type=float, default=0.0,
+                   help="above 0: refine every tile by img2img at this strength (\"SD upscale\")")
+    p.add_argument("--refine-model", default="", help="the SD-family model for --refine-strength (default: embedded)")
+    p.add_argument("--noise-level", type=int, default=20, help="noise level of the SD x4 upscaler")
+    p.set_defaults(func=_upscale)
+
     p = sub.add_parser("models", help="list the models found")
     p.set_defaults(func=_models)
 
@@ -66,9 +86,11 @@ def _common(args) -> dict:
     )
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, png_only: bool = False) -> None:
     from .imagefiles import ImageFileError
 
+    if png_only and out.suffix.lower() != ".png":
+        raise ImageFileError(f"--out {out.name} must end in .png (this command makes a new, resized image).")
     if out.suffix.lower() not in (".png", ".ora"):
         raise ImageFileError(f"--out {out.name} must end in .png or .ora.")
     if not out.parent.is_dir():
@@ -104,17 +126,63 @@ def _img2img(args) -> int:
     return _run(args, request, image)
 
 
+def _outpaint(args) -> int:
+    from .imagefiles import read_rgba
+    from .requests import OutpaintRequest
+
+    try:
+        _check_out(Path(args.out), png_only=True)
+        image = read_rgba(args.image)
+        request = OutpaintRequest(image=image, left=args.left, right=args.right, top=args.top, bottom=args.bottom,
+                                  overlap=args.overlap, fill=args.fill, **_common(args))
+    except BackendError as exc:
+        return _fail(str(exc))
+    return _run(args, request, image)
+
+
+def _upscale(args) -> int:
+    from .imagefiles import read_rgba
+    from .requests import UpscaleRequest
+
+    try:
+        _check_out(Path(args.out), png_only=True)
+        image = read_rgba(args.image)
+        refine = args.refine_strength > 0
+        request = UpscaleRequest(
+            image=image, upscaler=args.model, scale=args.scale, tile=args.tile, noise_level=args.noise_level,
+            refine=refine, strength=args.refine_strength if refine else UpscaleRequest.strength,
+            model=args.refine_model, prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
+            steps=args.steps, guidance=args.guidance, count=args.count, sampler=args.sampler,
+            allow_pickle=args.allow_pickle,
+        )
+    except BackendError as exc:
+        return _fail(str(exc))
+    return _run(args, request, image)
+
+
+def _preflight(request):
+    """The checks before the engine starts: the model (and, for upscale, the upscaler, scale and memory)."""
+    from .models import preflight
+    from .requests import UpscaleRequest
+
+    if isinstance(request, UpscaleRequest):
+        from .upscale.preflight import preflight_upscale
+
+        preflight_upscale(request)
+        if not request.refine:
+            return None
+    return preflight(request.model, allow_pickle=request.allow_pickle)
+
+
 def _run(args, request, document) -> int:
     """Runs one job to the end, drawing a progress bar; writes the outputs only on success."""
     from .engine import Engine
     from .events import Cancelled, Failed, Progress, Result, Started
-    from .models import preflight
-
     try:
-        source = preflight(request.model, allow_pickle=request.allow_pickle)
+        source = _preflight(request)
     except BackendError as exc:
         return _fail(str(exc))
-    if source.kind == "folder" and (source.path / "latent_studio.json").is_file() and request.prompt:
+    if source is not None and source.kind == "folder" and (source.path / "latent_studio.json").is_file() and request.prompt:
         import json
 
         if json.loads((source.path / "latent_studio.json").read_text()).get("ignores_prompt"):
@@ -165,9 +233,18 @@ def _write(args, request, document, result) -> int:
     if out.suffix.lower() == ".ora":
         return _write_ora(args, result)
     for i, item in enumerate(result.images):
-        full = np.array(document, copy=True)
+        # On the command line the document starts at (0, 0); a result may reach past it (outpaint) or
+        # be a scaled copy (upscale): the output covers the union of the document and the result.
         x, y, w, h = item.rect
-        full[y: y + h, x: x + w] = item.image  # on the command line the document starts at (0, 0)
+        dh, dw = document.shape[:2]
+        ux, uy = min(0, x), min(0, y)
+        uw, uh = max(dw, x + w) - ux, max(dh, y + h) - uy
+        if (ux, uy, uw, uh) == (0, 0, dw, dh):
+            full = np.array(document, copy=True)
+        else:
+            full = np.zeros((uh, uw, 4), np.uint8)
+            full[-uy: dh - uy, -ux: dw - ux] = document
+        full[y - uy: y - uy + h, x - ux: x - ux + w] = item.image
         write_png(full, numbered(out, i, len(result.images)), format_parameters(item.parameters))
         print(numbered(out, i, len(result.images)))
     return 0

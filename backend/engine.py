@@ -195,13 +195,14 @@ class Engine:
             self._emit(ModelState(0, name, "ready", ignores_prompt=model.ignores_prompt))
 
     def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
-        from .operations import OPERATIONS, total_steps
+        from .operations import OPERATIONS
 
-        total = total_steps(request)
+        operation = OPERATIONS[type(request)]
+        total = operation.total(request)
         self._emit(Started(job_id, request.operation, total))
         try:
             ctx = make_ctx(job_id, flag, total)
-            images = OPERATIONS[type(request)](ctx, request)
+            images = operation.run(ctx, request)
         except JobCancelled:
             self._emit(Cancelled(job_id))
         except BackendError as exc:

@@ -1,10 +1,14 @@
 """The operations: each turns one request into result images via the shared core.
 
 To add an operation: define its request dataclass in ``requests.py``, write a
-``run_<name>(ctx, request) -> tuple[ResultImage, ...]`` here on top of
-``core.diffuse_region`` and register it in ``OPERATIONS``.
+``run_<name>(ctx, request) -> tuple[ResultImage, ...]`` on top of
+``core.diffuse_region`` (here, or in a module of its own for a larger one) and
+register it in ``OPERATIONS`` with the function that counts its progress units
+(``Started.total``: denoising steps over variations, tiles and passes).
 """
 from __future__ import annotations
+
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -14,8 +18,17 @@ from .requests import GenerationRequest, Img2ImgRequest, InpaintRequest, mask_bb
 from .region import blend_mask
 
 
-def total_steps(request: GenerationRequest) -> int:
+class Operation(NamedTuple):
+    run: Callable  # (ctx, request) -> tuple[ResultImage, ...]
+    total: Callable  # (request) -> int, cheap and never raising: Started.total
+
+
+def diffusion_total(request: GenerationRequest) -> int:
     return effective_steps(request.steps, request.strength) * request.count
+
+
+def total_steps(request: GenerationRequest) -> int:
+    return OPERATIONS[type(request)].total(request)
 
 
 def _settings(request: GenerationRequest, seed: int, model, **extra) -> DiffusionSettings:
@@ -76,7 +89,17 @@ def run_img2img(ctx: JobContext, request: Img2ImgRequest) -> tuple[ResultImage, 
     return results
 
 
-OPERATIONS = {
-    InpaintRequest: run_inpaint,
-    Img2ImgRequest: run_img2img,
-}
+def _register() -> dict:
+    from .outpaint import run_outpaint, total_outpaint
+    from .requests import OutpaintRequest, UpscaleRequest
+    from .upscale import run_upscale, total_upscale
+
+    return {
+        InpaintRequest: Operation(run_inpaint, diffusion_total),
+        Img2ImgRequest: Operation(run_img2img, diffusion_total),
+        OutpaintRequest: Operation(run_outpaint, total_outpaint),
+        UpscaleRequest: Operation(run_upscale, total_upscale),
+    }
+
+
+OPERATIONS: dict[type, Operation] = _register()

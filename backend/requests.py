@@ -190,3 +190,110 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
         return None
     cols = np.flatnonzero(mask[rows[0]: rows[-1] + 1].any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+OUTPAINT_FILLS = ("edge", "blur", "noise")
+MAX_EXTEND = 16384
+
+
+@dataclass(frozen=True, eq=False)
+class OutpaintRequest(GenerationRequest):
+    """Extends ``image`` by ``left``/``right``/``top``/``bottom`` pixels and paints the new area.
+
+    The result covers the extended canvas: its rect starts at ``origin - (left, top)``, so it may
+    begin at negative document coordinates (the studio grows the document to it). Pixels of
+    ``image`` farther than ``overlap`` from an extended side come back bit-exact.
+    """
+
+    left: int = 0
+    right: int = 0
+    top: int = 0
+    bottom: int = 0
+    overlap: int = 48
+    fill: str = "blur"
+
+    operation: ClassVar[str] = "outpaint"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("left", "right", "top", "bottom", "overlap"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidRequest(f"`{name}` must be a whole number of pixels, but is {value!r}.")
+        for name in ("left", "right", "top", "bottom"):
+            _check_range(name, getattr(self, name), 0, MAX_EXTEND, f"extend a side by 0 to {MAX_EXTEND} px.")
+        if not (self.left or self.right or self.top or self.bottom):
+            raise InvalidRequest("`left`, `right`, `top` and `bottom` are all 0: extend at least one side.")
+        h, w = self.image.shape[:2]
+        _check_range("overlap", self.overlap, 0, 512, "blend 0 to 512 px of the old image into the new area.")
+        if self.overlap > min(w, h) // 2:
+            raise InvalidRequest(
+                f"`overlap` {self.overlap} px is more than half the image ({w}×{h}): use at most {min(w, h) // 2}."
+            )
+        new_w, new_h = w + self.left + self.right, h + self.top + self.bottom
+        if new_w > MAX_SIDE or new_h > MAX_SIDE:
+            raise InvalidRequest(
+                f"The extended image would be {new_w}×{new_h} px; each side must be at most {MAX_SIDE}: extend less."
+            )
+        if self.fill not in OUTPAINT_FILLS:
+            raise InvalidRequest(f"`fill` {self.fill!r} is unknown: choose one of {', '.join(OUTPAINT_FILLS)}.")
+
+    @property
+    def result_rect(self) -> tuple[int, int, int, int]:
+        """The extended canvas in document coordinates."""
+        h, w = self.image.shape[:2]
+        ox, oy = self.origin
+        return (ox - self.left, oy - self.top, w + self.left + self.right, h + self.top + self.bottom)
+
+
+@dataclass(frozen=True, eq=False)
+class UpscaleRequest(GenerationRequest):
+    """Upscales ``image`` by ``scale`` with a pretrained upscaler, then optionally refines it by diffusion.
+
+    ``upscaler``: "" for the bundled Real-ESRGAN x4plus, "lanczos", an upscaler file (ESRGAN,
+    Real-ESRGAN, SwinIR, HAT… as ``.safetensors`` or ``.pth``), a diffusers folder of the Stable
+    Diffusion x4 upscaler or of CompVis LDM super-resolution, or a name in the model folder.
+    ``refine``: after upscaling, an img2img pass per tile at ``strength`` with ``model`` (any SD
+    family model; "" = the embedded one). ``tile``: tile side in pixels of each stage's input
+    (0 = chosen from the memory available). ``noise_level``: the SD x4 upscaler's noise level.
+
+    The result is the whole upscaled image with its rect at ``origin * scale`` (the studio scales
+    the document by ``scale``).
+    """
+
+    upscaler: str = ""
+    scale: int = 4
+    refine: bool = False
+    strength: float = 0.3
+    tile: int = 0
+    noise_level: int = 20
+
+    operation: ClassVar[str] = "upscale"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.upscaler, str):
+            raise InvalidRequest(f"`upscaler` must be text, but is {self.upscaler!r}.")
+        if not isinstance(self.refine, bool):
+            raise InvalidRequest(f"`refine` must be True or False, but is {self.refine!r}.")
+        for name in ("scale", "tile", "noise_level"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidRequest(f"`{name}` must be a whole number, but is {value!r}.")
+        _check_range("scale", self.scale, 2, 8, "upscale by 2 to 8 (4 is the usual model's own factor).")
+        if self.tile != 0:
+            _check_range("tile", self.tile, 64, 4096, "use tiles of 64 to 4096 px, or 0 to choose from memory.")
+        _check_range("noise_level", self.noise_level, 0, 350, "the x4 upscaler's noise level is 0 to 350 (20 is usual).")
+        h, w = self.image.shape[:2]
+        if w * self.scale > MAX_SIDE or h * self.scale > MAX_SIDE:
+            raise InvalidRequest(
+                f"`scale` {self.scale} would make the image {w * self.scale}×{h * self.scale} px; each side must be "
+                f"at most {MAX_SIDE}: choose a smaller scale or upscale a part of the image."
+            )
+
+    @property
+    def result_rect(self) -> tuple[int, int, int, int]:
+        """The upscaled image in the coordinates of the document scaled by ``scale``."""
+        h, w = self.image.shape[:2]
+        ox, oy = self.origin
+        return (ox * self.scale, oy * self.scale, w * self.scale, h * self.scale)

@@ -1,0 +1,165 @@
+"""Outpaint: extend the canvas by left/right/top/bottom pixels and paint the new area.
+
+The new area is prefilled (``edge``: the border pixels stretched outwards; ``blur``: the
+surroundings blurred into it; ``noise``: colour noise of the surroundings' statistics) and painted
+through the shared region core (:func:`backend.core.diffuse_region`), like an inpaint whose mask
+is the new strip plus a band of ``overlap`` pixels into the existing image, feathered linearly
+across the band (1 at the old edge, 0 at ``overlap`` px inside). Sides are done left, right, top,
+bottom; an extension wider than half the model's native size is done in several passes outwards,
+each seeing the last one's result as context. Pixels of the original farther than ``overlap``
+from an extended side are returned bit-exact.
+
+The result covers the whole extended canvas; its rect is ``request.result_rect`` (document
+coordinates: it starts ``left``/``top`` px before the original's origin, which may be negative).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .core import DiffusionSettings, JobContext, diffuse_region, effective_steps
+from .events import ResultImage
+from .region import prefill
+from .requests import OutpaintRequest
+
+
+@dataclass(frozen=True)
+class Pass:
+    side: str  # "left", "right", "top" or "bottom"
+    amount: int  # new pixels this pass adds on that side
+
+
+def plan_passes(request: OutpaintRequest, native: int) -> list[Pass]:
+    step = max(32, native // 2)
+    passes = []
+    for side in ("left", "right", "top", "bottom"):
+        remaining = getattr(request, side)
+        while remaining > 0:
+            e = min(step, remaining)
+            passes.append(Pass(side, e))
+            remaining -= e
+    return passes
+
+
+def total_outpaint(request: OutpaintRequest) -> int:
+    from .upscale.operation import _refine_native_guess
+
+    try:
+        native = _refine_native_guess(request.model)
+    except Exception:  # only a progress-bar estimate
+        native = 512
+    return len(plan_passes(request, native)) * effective_steps(request.steps, request.strength) * request.count
+
+
+def _band(length: int, overlap: int) -> np.ndarray:
+    """Mask values for the ``length`` known pixels next to the edge, nearest first: 1 → 0 over ``overlap``."""
+    d = np.arange(length, dtype=np.float32) + 0.5
+    return np.clip(1.0 - d / max(overlap, 1), 0.0, 1.0) if overlap > 0 else np.zeros(length, np.float32)
+
+
+def _region(p: Pass, known, overlap: int, context: int, shape):
+    """The pass's region (x0, y0, x1, y1) in canvas coordinates and its soft mask."""
+    kx0, ky0, kx1, ky1 = known
+    e = p.amount
+    horizontal = p.side in ("left", "right")
+    extent = (kx1 - kx0) if horizontal else (ky1 - ky0)
+    c = min(context, extent)
+    band = _band(c, min(overlap, c))
+    if p.side == "left":
+        box = (kx0 - e, ky0, kx0 + c, ky1)
+        profile = np.concatenate([np.ones(e, np.float32), band])
+    elif p.side == "right":
+        box = (kx1 - c, ky0, kx1 + e, ky1)
+        profile = np.concatenate([band[::-1], np.ones(e, np.float32)])
+    elif p.side == "top":
+        box = (kx0, ky0 - e, kx1, ky0 + c)
+        profile = np.concatenate([np.ones(e, np.float32), band])
+    else:
+        box = (kx0, ky1 - c, kx1, ky1 + e)
+        profile = np.concatenate([band[::-1], np.ones(e, np.float32)])
+    x0, y0, x1, y1 = box
+    if horizontal:
+        soft = np.broadcast_to(profile[None, :], (y1 - y0, x1 - x0)).copy()
+    else:
+        soft = np.broadcast_to(profile[:, None], (y1 - y0, x1 - x0)).copy()
+    return box, soft
+
+
+def _grow_known(p: Pass, known):
+    kx0, ky0, kx1, ky1 = known
+    e = p.amount
+    return {"left": (kx0 - e, ky0, kx1, ky1), "right": (kx0, ky0, kx1 + e, ky1),
+            "top": (kx0, ky0 - e, kx1, ky1), "bottom": (kx0, ky0, kx1, ky1 + e)}[p.side]
+
+
+def _prefill(pixels: np.ndarray, soft: np.ndarray, p: Pass, fill: str, seed: int) -> np.ndarray:
+    """RGB of the region with its new strip (soft == 1 there, alpha 0) filled as ``fill`` asks."""
+    rgb = pixels[..., :3].copy()
+    new = pixels[..., 3] == 0
+    new &= soft >= 1.0
+    e = p.amount
+    if fill == "edge":
+        if p.side == "left":
+            rgb[:, :e] = rgb[:, e: e + 1]
+        elif p.side == "right":
+            rgb[:, -e:] = rgb[:, -e - 1: -e]
+        elif p.side == "top":
+            rgb[:e] = rgb[e: e + 1]
+        else:
+            rgb[-e:] = rgb[-e - 1: -e]
+        return rgb
+    hole = np.zeros(soft.shape, np.float32)
+    if p.side == "left":
+        hole[:, :e] = 1
+    elif p.side == "right":
+        hole[:, -e:] = 1
+    elif p.side == "top":
+        hole[:e] = 1
+    else:
+        hole[-e:] = 1
+    return prefill(rgb, hole, fill, seed)
+
+
+def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
+    from .operations import _load, _settings
+
+    model = _load(ctx, request)
+    native = model.native_size
+    passes = plan_passes(request, native)
+    total = len(passes) * effective_steps(request.steps, request.strength) * request.count
+    if total != ctx.total:
+        ctx.total = total
+        ctx.stage(f"{len(passes)} passes")
+    h, w = request.image.shape[:2]
+    L, T = request.left, request.top
+    rx, ry, rw, rh = request.result_rect
+    canvas = np.zeros((rh, rw, 4), np.uint8)
+    canvas[T: T + h, L: L + w] = request.image
+    context = max(2 * request.overlap, native // 2)
+    results = []
+    for k, seed in enumerate(request.seeds):
+        c = canvas.copy()
+        changed = np.zeros((rh, rw), np.float32)
+        known = (L, T, L + w, T + h)
+        params: dict = {}
+        for i, p in enumerate(passes):
+            ctx.check_cancel()
+            (x0, y0, x1, y1), soft = _region(p, known, request.overlap, context, c.shape)
+            pixels = c[y0:y1, x0:x1].copy()
+            pixels[..., :3] = _prefill(pixels, soft, p, request.fill, seed + i)
+            stage = f"Pass {i + 1} of {len(passes)}" if len(passes) > 1 else ""
+            if request.count > 1:
+                stage = f"Image {k + 1} of {request.count}" + (f", {stage.lower()}" if stage else "")
+            settings = _settings(request, seed + i, model, fill="original")
+            region_rect = (rx + x0, ry + y0, x1 - x0, y1 - y0)
+            out, params = diffuse_region(ctx, model, pixels, soft, region_rect, settings, stage=stage)
+            touched = soft > 0
+            c[y0:y1, x0:x1][touched] = out[touched]
+            changed[y0:y1, x0:x1] = np.maximum(changed[y0:y1, x0:x1], soft)
+            known = _grow_known(p, known)
+        params = dict(params, Operation="Outpaint", Size=f"{rw}x{rh}",
+                      Outpaint=f"left {request.left} right {request.right} top {request.top} bottom {request.bottom}")
+        mask = (np.clip(changed, 0, 1) * 255 + 0.5).astype(np.uint8)
+        results.append(ResultImage(image=c, rect=request.result_rect, mask=mask, seed=seed, parameters=params))
+    return tuple(results)
