@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     _common(p)
     _budget(p, batch=4)
     p.add_argument("--resolution", type=int, default=256, help="native resolution (multiple of 8)")
+    p.add_argument("--bank", type=int, default=None,
+                   help="random crops encoded per run (default 192 on CPU, 4000 on CUDA)")
     p.add_argument("--out", type=Path, default=None, help="model folder to write (default: resources/models/latent-studio-mini)")
     p.add_argument("--no-package", action="store_true", help="train only, do not write the model folder")
     p.add_argument("--package-from", type=Path, default=None, metavar="DIR",
@@ -160,6 +162,9 @@ def cmd_train_unet(args) -> int:
         cfg = UnetTrainConfig(data_dir=d, work_dir=work, preset=args.preset, minutes=args.minutes,
                               max_steps=args.steps, batch=args.batch, resolution=args.resolution,
                               device=args.device, resume=not args.fresh)
+        from .loop import pick_device
+
+        cfg.bank_size = args.bank or (4000 if pick_device(args.device).type == "cuda" else 192)
         if args.lr:
             cfg.lr = args.lr
         train_unet(cfg)
@@ -194,6 +199,6 @@ def main_package(src: Path, dest: Path | None = None) -> int:
     """tools/package_gpu_result.py: the same as `train-unet --package-from SRC`."""
     import argparse
 
-    ns = argparse.Namespace(minutes=None, steps=None, batch=1, resolution=256, lr=None, out=dest,
+    ns = argparse.Namespace(minutes=None, steps=None, batch=1, resolution=256, lr=None, bank=None, out=dest,
                             package_from=Path(src))
     return cmd_train_unet(ns)
