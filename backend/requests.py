@@ -87,11 +87,7 @@ class GenerationRequest:
         _check_range("strength", self.strength, 0.0, 1.0, "use 1 to repaint fully, lower to keep more.")
         if self.strength <= 0.0:
             raise InvalidRequest("`strength` must be above 0: at 0 nothing would change.")
-        if self.steps * self.strength < 1:
-            raise InvalidRequest(
-                f"`steps` × `strength` is {self.steps * self.strength:g}, which leaves no denoising step: "
-                "raise the steps or the strength."
-            )
+        self._check_denoising()
         if not isinstance(self.count, int) or isinstance(self.count, bool):
             raise InvalidRequest(f"`count` must be a whole number, but is {self.count!r}.")
         _check_range("count", self.count, 1, 64, "ask for 1 to 64 variations.")
@@ -103,6 +99,13 @@ class GenerationRequest:
         for name in ("prompt", "negative_prompt", "model"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidRequest(f"`{name}` must be text, but is {getattr(self, name)!r}.")
+
+    def _check_denoising(self) -> None:
+        if self.steps * self.strength < 1:
+            raise InvalidRequest(
+                f"`steps` × `strength` is {self.steps * self.strength:g}, which leaves no denoising step: "
+                "raise the steps or the strength."
+            )
 
     @property
     def seeds(self) -> range:
@@ -269,6 +272,10 @@ class UpscaleRequest(GenerationRequest):
     noise_level: int = 20
 
     operation: ClassVar[str] = "upscale"
+
+    def _check_denoising(self) -> None:
+        if self.refine:  # `strength` is the refine's; the upscalers themselves run all `steps`
+            super()._check_denoising()
 
     def __post_init__(self) -> None:
         super().__post_init__()

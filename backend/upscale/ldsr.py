@@ -28,7 +28,7 @@ def load_pipeline(source, device, dtype):
 
         cls = diffusers.StableDiffusionUpscalePipeline if source.kind == "sd_x4" else diffusers.LDMSuperResolutionPipeline
         try:
-            pipe = cls.from_pretrained(source.location, torch_dtype=dtype, local_files_only=True)
+            pipe = cls.from_pretrained(source.location, dtype=dtype, local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"The upscaler folder {source.name} could not be loaded ({str(exc)[:120]}): it may be "
                              "incomplete; download it again.") from exc

@@ -180,10 +180,10 @@ def run_upscale(ctx, request: UpscaleRequest) -> tuple[ResultImage, ...]:
             image, refine_params = refine(ctx, refine_model, base, plan.refine, settings, origin, stage_prefix=prefix)
             item_params = {**refine_params, **params, "Denoising strength": f"{request.strength:g}"}
         elif plan.source.is_diffusion:
-            item_params.update({"prompt": request.prompt, "negative_prompt": request.negative_prompt,
-                                "Steps": request.steps, "Seed": seed})
+            item_params.update({"Steps": request.steps, "Seed": seed})
             if plan.source.kind == "sd_x4":
-                item_params.update({"CFG scale": f"{request.guidance:g}", "Noise level": request.noise_level})
+                item_params.update({"prompt": request.prompt, "negative_prompt": request.negative_prompt,
+                                    "CFG scale": f"{request.guidance:g}", "Noise level": request.noise_level})
         mask = np.full((h * s, w * s), 255, np.uint8)
         results.append(ResultImage(image=image, rect=request.result_rect, mask=mask, seed=seed,
                                    parameters=item_params))
