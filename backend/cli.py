@@ -220,7 +220,7 @@ def _run(args, request, document) -> int:
         engine.cancel_all()
         return _fail("interrupted; nothing was written.", 130)
     finally:
-        engine.shutdown(wait=False)
+        engine.shutdown(wait=True)
 
 
 def _write(args, request, document, result) -> int:

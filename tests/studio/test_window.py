@@ -1,0 +1,164 @@
+"""Driving the real window with pytest-qt: paint, select, generate, preview, apply, undo, cancel, files."""
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QFileDialog
+
+from canvas.geometry import Rect
+from canvas.selection import Selection
+
+
+def drag(qtbot, view, points, button=Qt.LeftButton):
+    pts = [view.to_widget(x, y).toPoint() for x, y in points]
+    qtbot.mousePress(view, button, pos=pts[0])
+    for p in pts[1:]:
+        qtbot.mouseMove(view, pos=p)
+    qtbot.mouseRelease(view, button, pos=pts[-1])
+
+
+def use_model(window, folder):
+    window.generation.model.setCurrentText(str(folder))
+
+
+def test_paint_a_stroke_and_undo_it(window, qtbot):
+    doc = window.doc
+    layer = window.active_layer()
+    before = doc.flatten().copy()
+    window.select_tool("brush")
+    window.set_color((200, 30, 30))
+    drag(qtbot, window.view, [(100, 100), (200, 150), (300, 160)])
+    after = doc.flatten()
+    assert not np.array_equal(before, after)
+    assert after[150, 200, 0] > 150 and after[150, 200, 1] < 100
+    assert layer.bbox() is not None
+    assert doc.history.undo_description is not None
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    assert np.array_equal(doc.flatten(), before)
+
+
+def test_shortcuts_choose_tools_and_brush_size(window, qtbot):
+    qtbot.keyClick(window, Qt.Key_E)
+    assert window.view.tool.name == "eraser"
+    qtbot.keyClick(window, Qt.Key_M)
+    assert window.view.tool.name == "mask"
+    size = window.brush_settings()["size"]
+    qtbot.keyClick(window, Qt.Key_BracketRight)
+    assert window.brush_settings()["size"] > size
+
+
+def test_select_inpaint_preview_apply_undo(window, qtbot, tiny_sd15_folder, artifacts):
+    use_model(window, tiny_sd15_folder)
+    window.generation.prompt.setPlainText("a red door")
+    window.select_tool("rect_select")
+    drag(qtbot, window.view, [(300, 200), (500, 380)])
+    assert window.doc.selection.bbox() is not None
+    before_layers = len(window.doc.layers)
+    seen = []
+    window.bridge.preview.connect(lambda job, image, rect: seen.append((job, rect)))
+    shot = {}
+
+    def screenshot(*_):
+        if "done" not in shot and window.view.previews:
+            window.grab().save(str(artifacts / "window-mid-generation.png"))
+            shot["done"] = True
+
+    window.bridge.preview.connect(screenshot)
+    qtbot.keyClick(window, Qt.Key_Return, Qt.ControlModifier)
+    qtbot.waitUntil(lambda: len(window.variations.results) == 2, timeout=120_000)
+    assert len(seen) == 6  # a preview at every step: 3 steps × 2 variations
+    assert shot.get("done") and (artifacts / "window-mid-generation.png").stat().st_size > 1000
+    x, y, w, h = seen[0][1]
+    assert x <= 300 and y <= 200 and x + w >= 500 and y + h >= 380  # previews land at the region
+    assert all(not (isinstance(k, tuple) and k[0] == "job") for k in window.view.previews)
+    assert "pick" in window.view.previews  # the first variation shows in place
+    window.variations.list.setCurrentRow(1)
+    assert window.view.previews["pick"][1] == Rect(*window.variations.results[1].rect)
+    assert len(window.doc.layers) == before_layers  # nothing applied yet: the document is untouched
+    window.variations.apply.click()
+    assert len(window.doc.layers) == before_layers + 1
+    top = window.doc.layers[-1]
+    assert top.name == "Inpaint: a red door" and "Seed: 1" in top.parameters
+    assert not window.view.previews and not window.variations.results
+    window.undo()
+    assert len(window.doc.layers) == before_layers
+
+
+def test_cancel_mid_job_restores_the_view(window, qtbot, tiny_sd15_folder):
+    use_model(window, tiny_sd15_folder)
+    window.generation.steps.setValue(40)
+    window.doc.select(Selection.rectangle(Rect(100, 100, 200, 200)))
+    before = window.doc.flatten().copy()
+    window.generate()
+    qtbot.waitUntil(lambda: bool(window.view.previews), timeout=120_000)
+    qtbot.keyClick(window, Qt.Key_Escape)
+    qtbot.waitUntil(lambda: not window.jobs.jobs, timeout=60_000)
+    assert not window.view.previews
+    assert not window.variations.results
+    assert np.array_equal(window.doc.flatten(), before)
+    assert window.generation.progress.format() == "cancelled"
+
+
+def test_a_backend_failure_shows_a_message_and_the_app_goes_on(window, qtbot, tmp_path, tiny_sd15_folder):
+    window.doc.select(Selection.rectangle(Rect(100, 100, 100, 100)))
+    use_model(window, tmp_path / "no-such-model")
+    window.generate()
+    qtbot.waitUntil(lambda: window.messages.isVisible(), timeout=60_000)
+    assert "was not found" in window.messages.label.text()
+    use_model(window, tiny_sd15_folder)
+    window.generate()
+    qtbot.waitUntil(lambda: len(window.variations.results) == 2, timeout=120_000)
+
+
+def test_inpaint_without_a_selection_says_what_to_do(window):
+    window.doc.clear_selection()
+    window.generate()
+    assert "Select or paint a mask" in window.messages.label.text()
+    assert not window.jobs.jobs
+
+
+def test_img2img_variation_of_the_document(window, qtbot, tiny_sd15_folder):
+    use_model(window, tiny_sd15_folder)
+    window.generation.operation.setCurrentIndex(2)
+    window.generation.strength.setValue(0.5)
+    window.generation.steps.setValue(4)
+    window.generate()
+    qtbot.waitUntil(lambda: len(window.variations.results) == 2, timeout=120_000)
+    r = window.variations.results[0]
+    assert r.rect == (0, 0, 1024, 768)
+
+
+def test_save_and_open_ora_through_the_menus(window, qtbot, tmp_path, monkeypatch):
+    target = tmp_path / "painting.ora"
+    window.select_tool("brush")
+    drag(qtbot, window.view, [(50, 50), (400, 300)])
+    window.doc.set_layer_properties(window.active_layer(), opacity=0.5)
+    expected = window.doc.flatten().copy()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "OpenRaster (*.ora)"))
+    window.save_as()
+    qtbot.waitUntil(lambda: target.exists() and not window.modified, timeout=30_000)
+    assert window.windowTitle().startswith("painting.ora —")
+    window.set_document(__import__("studio.window", fromlist=["new_document"]).new_document(), None)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(target), ""))
+    window.open_file()
+    qtbot.waitUntil(lambda: window.path == target, timeout=30_000)
+    assert np.array_equal(window.doc.flatten(), expected)
+    assert window.doc.layers[-1].opacity == 0.5
+
+
+def test_opening_a_damaged_file_shows_a_message(window, qtbot, tmp_path):
+    bad = tmp_path / "bad.ora"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    doc = window.doc
+    window.open_path(bad)
+    qtbot.waitUntil(lambda: window.messages.isVisible(), timeout=30_000)
+    assert window.doc is doc  # nothing half-loaded replaced the document
+    assert "\n" not in window.messages.label.text()
+
+
+def test_extend_canvas_tool_grows_the_document(window, qtbot):
+    b = window.doc.bounds
+    window.select_tool("extend")
+    drag(qtbot, window.view, [(b.right, b.y + 100), (b.right + 100, b.y + 100)])
+    assert window.doc.bounds.w > b.w and window.doc.bounds.x == b.x
+    window.undo()
+    assert window.doc.bounds == b
