@@ -181,6 +181,19 @@ class Document:
         return self.grow(max(0, b.x - rect.x), max(0, b.y - rect.y),
                          max(0, rect.right - b.right), max(0, rect.bottom - b.bottom))
 
+    def translate_layer(self, layer: Layer, dx: int, dy: int) -> None:
+        """Move a layer's pixels and mask by (dx, dy), one undoable step."""
+        from .transform import translate_layer
+
+        translate_layer(self, layer, dx, dy)
+
+    def scale(self, factor: int, top: np.ndarray | None = None, top_xy=(0, 0), name: str = "Upscale",
+              parameters=None) -> Layer | None:
+        """Scale everything by a whole factor, optionally adding an upscaled rendering on top (one step)."""
+        from .transform import scale_document
+
+        return scale_document(self, factor, top, top_xy, name, parameters)
+
     # -- selection -----------------------------------------------------------------------------
     def set_selection(self, selection: Selection, description: str = "Select") -> None:
         """Make `selection` the document's selection (one undoable step)."""

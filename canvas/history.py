@@ -65,6 +65,16 @@ class History:
     def redo_description(self) -> str | None:
         return self._redo[-1].description if self._redo else None
 
+    @property
+    def undo_descriptions(self) -> list[str]:
+        """Descriptions of the undo steps, oldest first."""
+        return [c.description for c in self._undo]
+
+    @property
+    def redo_descriptions(self) -> list[str]:
+        """Descriptions of the redo steps, the next one to redo first."""
+        return [c.description for c in reversed(self._redo)]
+
     def __len__(self) -> int:
         return len(self._undo)
 

@@ -158,7 +158,7 @@ class CanvasView(QWidget):
     # --- previews and outlines -----------------------------------------------
     def show_preview(self, key, rgba: np.ndarray, rect) -> None:
         old = self._previews.get(key)
-        self._previews[key] = (qimage_from_rgba(rgba), Rect(*rect))
+        self._previews[key] = (qimage_from_rgba(rgba), rect if isinstance(rect, Rect) else tuple(rect))
         area = self.widget_rect(rect)
         if old is not None:
             area = area.united(self.widget_rect(old[1]))
@@ -170,6 +170,11 @@ class CanvasView(QWidget):
             old = self._previews.pop(k, None)
             if old is not None:
                 self.update(self.widget_rect(old[1]).adjusted(-2, -2, 2, 2))
+
+    def clear_job_previews(self, job_id: int) -> None:
+        """Removes every preview of a job (tiled jobs show one per tile)."""
+        for key in [k for k in self._previews if isinstance(k, tuple) and k[:2] == ("job", job_id)]:
+            self.clear_preview(key)
 
     @property
     def previews(self) -> dict:
@@ -235,10 +240,14 @@ class CanvasView(QWidget):
     def paintEvent(self, event) -> None:
         self.paint_count += 1
         p = QPainter(self)
-        exposed = event.rect()
+        try:
+            self._paint(p, event.rect())
+        finally:
+            p.end()  # even after an error: a painter left active crashes Qt
+
+    def _paint(self, p: QPainter, exposed) -> None:
         p.fillRect(exposed, QColor(64, 64, 68))
         if self.doc is None:
-            p.end()
             return
         doc_area = self.widget_rect(self.doc.bounds)
         p.setBrushOrigin(doc_area.topLeft())
@@ -260,8 +269,8 @@ class CanvasView(QWidget):
                     p.drawImage(QRectF(self.to_widget(r.x, r.y), QRectF(0, 0, r.w * self.zoom, r.h * self.zoom).size()),
                                 image)
             if cache is self._tiles:
-                for image, r in self._previews.values():
-                    target = QRectF(self.to_widget(r.x, r.y), QRectF(0, 0, r.w * self.zoom, r.h * self.zoom).size())
+                for image, (x, y, w, h) in self._previews.values():
+                    target = QRectF(self.to_widget(x, y), QRectF(0, 0, w * self.zoom, h * self.zoom).size())
                     if target.intersects(QRectF(exposed)):
                         p.drawImage(target, image)
         if self.region is not None:
@@ -274,7 +283,6 @@ class CanvasView(QWidget):
         p.drawRect(doc_area.adjusted(-1, -1, 0, 0))
         if self.tool is not None:
             self.tool.paint_overlay(p, self)
-        p.end()
 
     def resizeEvent(self, event) -> None:
         if event.oldSize().width() <= 0 and self.doc is not None:

@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Signal
 
 from backend.errors import BackendError
 from backend.parameters import format_parameters
+from canvas.geometry import Rect
 
 from .snapshot import NothingToDo, build_request
 
@@ -84,16 +85,18 @@ class JobController(QObject):
             self.window.generation.set_progress(step, total, stage)
 
     def on_preview(self, job_id: int, image, rect) -> None:
-        if job_id in self.jobs:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            rect = _view_rect(job, rect)
             self.window.view.set_region(rect)
-            self.window.view.show_preview(("job", job_id), image, rect)
+            self.window.view.show_preview(("job", job_id, tuple(rect)), image, rect)
 
     def on_result(self, job_id: int, images) -> None:
         job = self.jobs.pop(job_id, None)
         if job is None:
             return
         w = self.window
-        w.view.clear_preview(("job", job_id))
+        w.view.clear_job_previews(job_id)
         w.queue.set_state(job_id, "done")
         w.generation.set_idle(f"done: {len(images)} result{'s' if len(images) != 1 else ''}")
         self.results = list(images)
@@ -105,7 +108,7 @@ class JobController(QObject):
     def on_failed(self, job_id: int, message: str, details: str) -> None:
         if self.jobs.pop(job_id, None) is None:
             return
-        self.window.view.clear_preview(("job", job_id))
+        self.window.view.clear_job_previews(job_id)
         self.window.queue.set_state(job_id, "failed")
         self.window.generation.set_idle("failed")
         self.window.show_message(message, details)
@@ -114,7 +117,7 @@ class JobController(QObject):
     def on_cancelled(self, job_id: int) -> None:
         if self.jobs.pop(job_id, None) is None:
             return
-        self.window.view.clear_preview(("job", job_id))
+        self.window.view.clear_job_previews(job_id)
         self.window.queue.set_state(job_id, "cancelled")
         self.window.generation.set_idle("cancelled")
         if not self.jobs:
@@ -129,8 +132,9 @@ class JobController(QObject):
     def pick(self, index: int) -> None:
         if 0 <= index < len(self.results):
             r = self.results[index]
-            self.window.view.set_region(r.rect)
-            self.window.view.show_preview("pick", _layer_pixels(r), r.rect)
+            rect = _view_rect(self.results_job, r.rect)
+            self.window.view.set_region(rect)
+            self.window.view.show_preview("pick", _layer_pixels(r), rect)
 
     def apply(self) -> None:
         r = self.window.variations.current()
@@ -141,7 +145,14 @@ class JobController(QObject):
         name = f"{OP_NAMES.get(op, op)}: {(job.values['prompt'].strip() or 'untitled')[:40]}"
         x, y = r.rect[0], r.rect[1]
         doc = self.window.doc
-        doc.add_generated_layer(r.image, x, y, name, format_parameters(r.parameters), mask=r.mask)
+        params = format_parameters(r.parameters)
+        if op == "upscale":
+            doc.scale(job.request.scale, r.image, (x, y), name, params)
+            self.window.view.fit()
+        else:
+            if not doc.bounds.contains(Rect(*r.rect)):
+                doc.grow_to_include(Rect(*r.rect))  # an outpaint past the edge: grow first
+            doc.add_generated_layer(r.image, x, y, name, params, mask=r.mask)
         self.discard()
         self.window.layers.set_active(doc.layers[-1])
         self.window.after_generation_applied()
@@ -152,6 +163,15 @@ class JobController(QObject):
         self.window.variations.clear()
         self.window.view.clear_preview("pick")
         self.window.view.set_region(None)
+
+
+def _view_rect(job, rect):
+    """Where a job's image shows in the current document: upscales come back in scaled coordinates."""
+    scale = getattr(job.request, "scale", 1) if job is not None and job.values["operation"] == "upscale" else 1
+    if scale == 1:
+        return tuple(rect)
+    x, y, w, h = rect
+    return (x / scale, y / scale, w / scale, h / scale)
 
 
 def _layer_pixels(r):

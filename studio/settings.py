@@ -30,6 +30,8 @@ class GenerationSettings:
     feather: int = 16
     padding: int = 48
     fill: str = "original"
+    overlap: int = 48
+    upscaler: str = ""  # "" = the bundled Real-ESRGAN x4plus
     upscale_scale: int = 2
     upscale_tile: int = 512
     refine_strength: float = 0.0

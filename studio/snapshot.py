@@ -9,7 +9,7 @@ import random
 
 import numpy as np
 
-from backend.requests import Img2ImgRequest, InpaintRequest
+from backend.requests import Img2ImgRequest, InpaintRequest, OutpaintRequest, UpscaleRequest
 from canvas.geometry import Rect
 
 
@@ -67,7 +67,28 @@ def transparent_border(doc) -> tuple[Rect, dict] | None:
     return content, sides
 
 
-BUILDERS = {"inpaint": inpaint_request, "img2img": img2img_request}
+def outpaint_request(doc, values: dict) -> OutpaintRequest:
+    found = transparent_border(doc)
+    if found is None or not any(found[1].values()):
+        raise NothingToDo("There is no new canvas area to fill: extend the canvas first (X, then drag an edge; "
+                          "or Edit ▸ Extend canvas).")
+    content, sides = found
+    overlap = min(int(values["overlap"]), content.w // 2, content.h // 2)
+    return OutpaintRequest(image=doc.flatten(content), origin=(content.x, content.y), overlap=overlap,
+                           fill=values["fill"], strength=float(values["strength"]), **sides,
+                           **common_fields(values))
+
+
+def upscale_request(doc, values: dict) -> UpscaleRequest:
+    b = doc.bounds
+    refine = float(values["refine_strength"]) > 0
+    return UpscaleRequest(image=doc.flatten(), origin=(b.x, b.y), upscaler=values["upscaler"],
+                          scale=int(values["upscale_scale"]), tile=int(values["upscale_tile"]), refine=refine,
+                          strength=float(values["refine_strength"]) if refine else 0.3, **common_fields(values))
+
+
+BUILDERS = {"inpaint": inpaint_request, "img2img": img2img_request, "outpaint": outpaint_request,
+            "upscale": upscale_request}
 
 
 def build_request(doc, values: dict):

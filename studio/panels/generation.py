@@ -7,12 +7,13 @@ from PySide6.QtWidgets import (
     QPlainTextEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from backend.requests import FILL_MODES
+from backend.requests import FILL_MODES, OUTPAINT_FILLS
 from backend.samplers import SAMPLERS
 
 OPERATIONS = (("inpaint", "Inpaint (selection)"), ("outpaint", "Outpaint (new canvas area)"),
               ("img2img", "Variations (img2img)"), ("upscale", "Upscale"))
 DEFAULT_MODEL_LABEL = "Embedded default model"
+BUNDLED_UPSCALER_LABEL = "Real-ESRGAN x4plus (bundled)"
 
 
 class GenerationPanel(QWidget):
@@ -66,8 +67,15 @@ class GenerationPanel(QWidget):
         self.feather = self._int(0, 256, g.feather)
         self.padding = self._int(0, 4096, g.padding)
         self.fill = QComboBox()
-        self.fill.addItems(list(FILL_MODES))
-        self.fill.setCurrentText(g.fill)
+        self._fill_choice = {"inpaint": g.fill if g.fill in FILL_MODES else "original",
+                             "outpaint": g.fill if g.fill in OUTPAINT_FILLS else "blur"}
+        self.overlap = self._int(0, 512, g.overlap)
+        self.upscaler = QComboBox()
+        self.upscaler.setEditable(True)
+        self.upscaler.setToolTip("The bundled Real-ESRGAN, lanczos, or an upscaler file (.safetensors/.pth)")
+        self.upscaler.addItems([BUNDLED_UPSCALER_LABEL, "lanczos"])
+        if g.upscaler:
+            self.upscaler.setCurrentText(g.upscaler)
         self.upscale_scale = QComboBox()
         self.upscale_scale.addItems(["2", "4"])
         self.upscale_scale.setCurrentText(str(g.upscale_scale))
@@ -107,9 +115,12 @@ class GenerationPanel(QWidget):
         mask_form.addRow("Grow", self.grow)
         mask_form.addRow("Feather", self.feather)
         mask_form.addRow("Padding", self.padding)
+        mask_form.addRow("Overlap", self.overlap)
         mask_form.addRow("Fill", self.fill)
+        self._mask_form = mask_form
         self.upscale_box = QGroupBox("Upscale")
         up_form = QFormLayout(self.upscale_box)
+        up_form.addRow("Upscaler", self.upscaler)
         up_form.addRow("Scale", self.upscale_scale)
         up_form.addRow("Tile size", self.upscale_tile)
         up_form.addRow("Refine strength", self.refine_strength)
@@ -124,6 +135,7 @@ class GenerationPanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addStretch(1)
+        self._fill_op = "inpaint"
         self._update_visibility()
 
     def _int(self, lo, hi, value) -> QSpinBox:
@@ -144,6 +156,20 @@ class GenerationPanel(QWidget):
         op = self.operation_key()
         self.mask_box.setVisible(op in ("inpaint", "outpaint"))
         self.upscale_box.setVisible(op == "upscale")
+        for widget in (self.grow, self.padding):
+            self._mask_form.setRowVisible(widget, op == "inpaint")
+        self._mask_form.setRowVisible(self.overlap, op == "outpaint")
+        if op in ("inpaint", "outpaint"):
+            modes = FILL_MODES if op == "inpaint" else OUTPAINT_FILLS
+            current = self.fill.currentText()
+            if current:
+                self._fill_choice[self._fill_op] = current
+            self.fill.blockSignals(True)
+            self.fill.clear()
+            self.fill.addItems(list(modes))
+            self.fill.setCurrentText(self._fill_choice[op])
+            self.fill.blockSignals(False)
+            self._fill_op = op
 
     def operation_key(self) -> str:
         return self.operation.currentData()
@@ -151,6 +177,10 @@ class GenerationPanel(QWidget):
     def model_ref(self) -> str:
         text = self.model.currentText().strip()
         return "" if text in ("", DEFAULT_MODEL_LABEL) else text
+
+    def upscaler_ref(self) -> str:
+        text = self.upscaler.currentText().strip()
+        return "" if text in ("", BUNDLED_UPSCALER_LABEL) else text
 
     def add_model_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Add a model", "", "Models (*.safetensors);;All files (*)")
@@ -184,6 +214,7 @@ class GenerationPanel(QWidget):
             guidance=self.guidance.value(), seed=self.seed.value(), random_seed=self.random_seed.isChecked(),
             count=self.count.value(), sampler=self.sampler.currentData(), grow=self.grow.value(),
             feather=self.feather.value(), padding=self.padding.value(), fill=self.fill.currentText(),
+            overlap=self.overlap.value(), upscaler=self.upscaler_ref(),
             upscale_scale=int(self.upscale_scale.currentText()), upscale_tile=self.upscale_tile.value(),
             refine_strength=self.refine_strength.value(),
         )

@@ -23,17 +23,16 @@ class HistoryPanel(QWidget):
         h = self.doc.history
         self.list.clear()
         self.list.addItem("Start")
-        for c in h._undo:
-            self.list.addItem(c.description)
-        for c in reversed(h._redo):
-            item_text = f"{c.description}  (undone)"
-            self.list.addItem(item_text)
-        self.list.setCurrentRow(len(h._undo))
+        for text in h.undo_descriptions:
+            self.list.addItem(text)
+        for text in h.redo_descriptions:
+            self.list.addItem(f"{text}  (undone)")
+        self.list.setCurrentRow(len(h))
 
     def _on_click(self, item) -> None:
         target = self.list.row(item)
         h = self.doc.history
-        while len(h._undo) > target and self.doc.undo():
+        while len(h) > target and self.doc.undo():
             pass
-        while len(h._undo) < target and self.doc.redo():
+        while len(h) < target and self.doc.redo():
             pass

@@ -162,3 +162,44 @@ def test_extend_canvas_tool_grows_the_document(window, qtbot):
     assert window.doc.bounds.w > b.w and window.doc.bounds.x == b.x
     window.undo()
     assert window.doc.bounds == b
+
+
+def test_outpaint_after_extending_the_canvas(window, qtbot, tiny_sd15_folder):
+    use_model(window, tiny_sd15_folder)
+    b = window.doc.bounds
+    original = window.doc.flatten().copy()
+    window.doc.grow(right=64)
+    window.generation.operation.setCurrentIndex(1)
+    assert window.generation.fill.currentText() == "blur"  # outpaint's own fill modes
+    window.generate()
+    qtbot.waitUntil(lambda: len(window.variations.results) == 2, timeout=120_000)
+    r = window.variations.results[0]
+    assert r.rect == (0, 0, b.w + 64, b.h)
+    window.variations.apply.click()
+    flat = window.doc.flatten()
+    assert (flat[:, b.w:, 3] == 255).all()  # the new area is painted
+    assert np.array_equal(flat[:, : b.w - 48], original[:, : b.w - 48])  # the old image, outside the overlap band
+
+
+def test_outpaint_without_new_area_says_what_to_do(window):
+    window.generation.operation.setCurrentIndex(1)
+    window.generate()
+    assert "extend the canvas first" in window.messages.label.text()
+
+
+def test_upscale_grows_the_document_and_undo_shrinks_it(window, qtbot):
+    from studio.window import new_document
+
+    window.set_document(new_document(96, 64), None)
+    window.generation.operation.setCurrentIndex(3)
+    window.generation.upscaler.setCurrentText("lanczos")
+    window.generation.upscale_scale.setCurrentText("2")
+    window.generation.count.setValue(1)
+    window.generate()
+    qtbot.waitUntil(lambda: len(window.variations.results) == 1, timeout=120_000)
+    assert window.view.previews["pick"][1] == (0, 0, 96, 64)  # shown in place at the current scale
+    window.variations.apply.click()
+    assert window.doc.bounds == Rect(0, 0, 192, 128)
+    assert window.doc.layers[-1].name.startswith("Upscale")
+    window.undo()
+    assert window.doc.bounds == Rect(0, 0, 96, 64)
