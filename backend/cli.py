@@ -86,11 +86,9 @@ def _common(args) -> dict:
     )
 
 
-def _check_out(out: Path, png_only: bool = False) -> None:
+def _check_out(out: Path) -> None:
     from .imagefiles import ImageFileError
 
-    if png_only and out.suffix.lower() != ".png":
-        raise ImageFileError(f"--out {out.name} must end in .png (this command makes a new, resized image).")
     if out.suffix.lower() not in (".png", ".ora"):
         raise ImageFileError(f"--out {out.name} must end in .png or .ora.")
     if not out.parent.is_dir():
@@ -131,7 +129,7 @@ def _outpaint(args) -> int:
     from .requests import OutpaintRequest
 
     try:
-        _check_out(Path(args.out), png_only=True)
+        _check_out(Path(args.out))
         image = read_rgba(args.image)
         request = OutpaintRequest(image=image, left=args.left, right=args.right, top=args.top, bottom=args.bottom,
                                   overlap=args.overlap, fill=args.fill, **_common(args))
@@ -145,7 +143,7 @@ def _upscale(args) -> int:
     from .requests import UpscaleRequest
 
     try:
-        _check_out(Path(args.out), png_only=True)
+        _check_out(Path(args.out))
         image = read_rgba(args.image)
         refine = args.refine_strength > 0
         request = UpscaleRequest(
@@ -227,11 +225,11 @@ def _write(args, request, document, result) -> int:
     import numpy as np
 
     from .imagefiles import numbered, write_png
-    from .parameters import format_parameters
+    from canvas.parameters import format_parameters
 
     out = Path(args.out)
     if out.suffix.lower() == ".ora":
-        return _write_ora(args, result)
+        return _write_ora(args, request, result)
     for i, item in enumerate(result.images):
         # On the command line the document starts at (0, 0); a result may reach past it (outpaint) or
         # be a scaled copy (upscale): the output covers the union of the document and the result.
@@ -250,22 +248,36 @@ def _write(args, request, document, result) -> int:
     return 0
 
 
-def _write_ora(args, result) -> int:
-    """The input document plus one layer per generated image."""
-    import numpy as np
-    from canvas.image_io import load_image
+def _write_ora(args, request, result) -> int:
+    """The input document plus one layer per result (an upscale scales the document first)."""
+    from canvas.errors import DocumentError
+    from canvas.geometry import Rect
     from canvas.ora import save_ora
+    from canvas.parameters import format_parameters, generated_layer_name
 
-    from .parameters import format_parameters
+    from .imagefiles import read_document
 
-    doc = load_image(args.image)
-    for item in result.images:
-        x, y, w, h = item.rect
-        layer = item.image.copy()
-        layer[..., 3] = np.minimum(layer[..., 3], item.mask)  # only what the job changed
-        name = f"{args.command.capitalize()}: {(args.prompt or 'untitled')[:40]}"
-        doc.add_generated_layer(layer, x, y, name, format_parameters(item.parameters))
-    save_ora(doc, args.out)
+    doc = read_document(args.image)
+    bx, by = doc.bounds.x, doc.bounds.y  # requests on the command line start at (0, 0)
+    name = generated_layer_name(args.command, args.prompt or "")
+    try:
+        for k, item in enumerate(result.images):
+            x, y, w, h = item.rect
+            params = format_parameters(item.parameters)
+            if request.operation == "upscale":
+                s = request.scale
+                if k == 0:
+                    doc.scale(s, item.image, (x + bx * s, y + by * s), name, params)
+                else:
+                    doc.add_generated_layer(item.image, x + bx * s, y + by * s, name, params)
+                continue
+            rect = Rect(x + bx, y + by, w, h)
+            if not doc.bounds.contains(rect):
+                doc.grow_to_include(rect)
+            doc.add_generated_layer(item.image, rect.x, rect.y, name, params, mask=item.mask)
+        save_ora(doc, args.out)
+    except DocumentError as exc:
+        return _fail(str(exc), EXIT_FAILED)
     print(args.out)
     return 0
 

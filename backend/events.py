@@ -46,7 +46,7 @@ class ResultImage:
     rect: Rect
     mask: np.ndarray  # (h, w) uint8: how much of each pixel the job changed
     seed: int
-    parameters: dict = field(default_factory=dict)  # A1111-style keys, see backend.parameters
+    parameters: dict = field(default_factory=dict)  # A1111-style keys, see canvas.parameters
 
 
 @dataclass(frozen=True, eq=False)

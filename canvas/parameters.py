@@ -27,7 +27,7 @@ def format_parameters(params: dict) -> str:
     prompt = params.pop("prompt", "")
     negative = params.pop("negative_prompt", None)
     lines = [prompt]
-    if negative is not None:
+    if negative:  # A1111 leaves the line out when there is no negative prompt
         lines.append(NEGATIVE + negative)
     settings = []
     for key, value in params.items():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, Signal
 
 from backend.errors import BackendError
-from backend.parameters import format_parameters
+from canvas.parameters import format_parameters, generated_layer_name
 from canvas.geometry import Rect
 
 from .snapshot import NothingToDo, build_request
@@ -142,7 +142,7 @@ class JobController(QObject):
             return
         job = self.results_job
         op = job.values["operation"]
-        name = f"{OP_NAMES.get(op, op)}: {(job.values['prompt'].strip() or 'untitled')[:40]}"
+        name = generated_layer_name(OP_NAMES.get(op, op), job.values["prompt"])
         x, y = r.rect[0], r.rect[1]
         doc = self.window.doc
         params = format_parameters(r.parameters)

@@ -45,7 +45,7 @@ def test_inpaint_writes_pngs_with_parameters_and_is_reproducible(files, tiny_sd1
     assert np.array_equal(np.asarray(first), np.asarray(single))  # same inputs and seed, same pixels
     original = np.asarray(Image.open(files / "in.png").convert("RGB"))
     assert first.size == (128, 96)
-    assert np.array_equal(np.asarray(first)[:10], original[:10])  # far from the mask: untouched
+    assert np.array_equal(np.asarray(first.convert("RGB"))[:10], original[:10])  # far from the mask: untouched
 
 
 def test_img2img(files, tiny_sd15_folder):
@@ -72,14 +72,14 @@ def test_bad_inputs_give_one_line_and_write_nothing(files, capsys, tmp_path, tin
     base = ["inpaint", "--out", out, "--model", tiny_sd15_folder]
     cases = [
         (["--image", files / "missing.png", "--mask", files / "mask.png"], "does not exist"),
-        (["--image", files / "in.gif", "--mask", files / "mask.png"], "is not a PNG, JPEG, WebP"),
-        (["--image", files / "broken.png", "--mask", files / "mask.png"], "could not be read as an image"),
+        (["--image", files / "in.gif", "--mask", files / "mask.png"], "not a PNG, JPEG, WebP"),
+        (["--image", files / "broken.png", "--mask", files / "mask.png"], "it is damaged"),
         (["--image", files / "in.png", "--mask", files / "small.png"], "must be the size of the image"),
         (["--image", files / "in.png", "--mask", files / "empty.png"], "`mask` is empty"),
         (["--image", files / "in.png", "--mask", files / "mask.png", "--steps", 0], "`steps` must be between"),
     ]
     (files / "in.gif").write_bytes(b"GIF89a")
-    (files / "broken.png").write_bytes(Image.open(files / "in.png").tobytes()[:100])
+    (files / "broken.png").write_bytes((files / "in.png").read_bytes()[:300])  # a truncated PNG
     Image.new("L", (10, 10)).save(files / "small.png")
     Image.new("L", (128, 96)).save(files / "empty.png")
     for extra, words in cases:
@@ -106,3 +106,29 @@ def test_models_lists_user_folders_and_files(tmp_path, capsys, monkeypatch, tiny
     assert app_main.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "my-folder-model" in out and "my-checkpoint" in out and "needs --allow-pickle" in out
+
+
+def test_ora_in_and_out_keeps_layers_and_the_origin(files, capsys, tiny_sd15_folder):
+    """An .ora whose canvas was grown (origin not at 0, 0) gets the result layer at the right place."""
+    from canvas.document import Document
+    from canvas.image_io import load_image
+    from canvas.ora import load_ora, save_ora
+
+    img, mask = make_scene()
+    doc = Document(128, 96, x=-30, y=-20)
+    doc.add_image_layer(img, -30, -20, name="photo")
+    save_ora(doc, files / "in.ora")
+    Image.fromarray(mask).save(files / "mask.png")
+    code = app_main.main([str(a) for a in (
+        "inpaint", "--image", files / "in.ora", "--mask", files / "mask.png", "--out", files / "out.ora",
+        "--model", tiny_sd15_folder, "--steps", 2, "--prompt", "a boat", "--quiet")])
+    assert code == 0, capsys.readouterr().err
+    out = load_ora(files / "out.ora")
+    assert [l.name for l in out.layers] == ["photo", "Inpaint: a boat"]
+    assert out.bounds == doc.bounds
+    box = out.layers[1].pixels.content_bbox()
+    ys, xs = np.nonzero(mask)
+    assert box.x <= xs.min() - 30 and box.right >= xs.max() - 30 + 1  # placed in document coordinates
+    assert "Seed: 0" in out.layers[1].parameters
+    flat_in, flat_out = load_image(files / "in.ora").flatten(), out.flatten()
+    assert np.array_equal(flat_in[:10], flat_out[:10])
