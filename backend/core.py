@@ -93,7 +93,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         vae.disable_tiling()
 
     previewer = model.previewer(ctx.tiny_decoder)
-    alpha = (np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)
+    alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
     done = 0
 
@@ -106,10 +106,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
             latents = x0_holder.get("x0")
             if latents is None:
                 latents = tensors["latents"]
-            small = previewer.to_rgb(latents[:1])
-            image = np.empty((ch, cw, 4), np.uint8)
-            image[..., :3] = np.asarray(Image.fromarray(small).resize((cw, ch), Image.BILINEAR))
-            image[..., 3] = alpha
+            image = previewer.render(latents[:1], (cw, ch), alpha)
             ctx.emit(Preview(ctx.job_id, image, rect, ctx.step, ctx.total))
         return {}
 

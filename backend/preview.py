@@ -111,16 +111,41 @@ class LatentPreviewer:
         cls._memory[key] = matrix
         return matrix
 
-    def to_rgb(self, latents) -> np.ndarray:
-        """(h, w, 3) uint8 from a (1, C, h, w) latent tensor (already scaled, as the UNet sees it)."""
+    def render(self, latents, size: tuple[int, int] | None = None, alpha=None) -> np.ndarray:
+        """(h, w, 4) uint8 from a (1, C, h', w') latent tensor (scaled, as the UNet sees it).
+
+        All the work — the linear map or tiny decode, the bilinear upscale to ``size`` (w, h) and
+        adding ``alpha`` (an (h, w) uint8 tensor) — stays on the latents' device; only the finished
+        uint8 image crosses to the CPU.
+        """
         import torch
+        import torch.nn.functional as F
 
         with torch.no_grad():
             if self.tiny is not None:
                 param = next(self.tiny.parameters())
-                img = self.tiny.decode(latents.to(param.device, param.dtype) / self.scaling).sample[0]
-                rgb = ((img.float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).cpu().numpy()
-                return rgb.round().astype(np.uint8)
-            z = latents[0].float().permute(1, 2, 0).cpu().numpy()  # (h, w, C)
-        rgb = z @ self.matrix[:-1] + self.matrix[-1]
-        return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+                img = self.tiny.decode(latents[:1].to(param.device, param.dtype) / self.scaling).sample
+                rgb = (img.float().clamp(-1, 1) + 1) * 0.5
+            else:
+                z = latents[:1].float()
+                m = self._matrix_on(z.device)
+                rgb = torch.einsum("bchw,cd->bdhw", z, m[:-1]) + m[-1].view(1, 3, 1, 1)
+            if size is not None and (rgb.shape[3], rgb.shape[2]) != tuple(size):
+                rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+            rgb8 = (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+            if alpha is None:
+                alpha = torch.full(rgb8.shape[1:], 255, dtype=torch.uint8, device=rgb8.device)
+            out = torch.cat([rgb8, alpha.to(rgb8.device)[None]], 0).permute(1, 2, 0).contiguous()
+            return out.cpu().numpy()
+
+    def _matrix_on(self, device):
+        import torch
+
+        cached = getattr(self, "_device_matrix", None)
+        if cached is None or cached.device != device:
+            self._device_matrix = torch.from_numpy(self.matrix).to(device)
+        return self._device_matrix
+
+    def to_rgb(self, latents) -> np.ndarray:
+        """(h, w, 3) uint8 at the latents' own resolution."""
+        return self.render(latents)[..., :3]

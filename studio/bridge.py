@@ -29,7 +29,7 @@ class EngineBridge(QObject):
     def __init__(self, engine_factory=None, parent=None):
         super().__init__(parent)
         self._arrived.connect(self._dispatch)
-        self.last_preview_latency = None  # seconds from the engine's emit to this thread, for benchmarks
+        self.last_preview_sent = None  # perf_counter() when the engine emitted the latest preview (benchmarks)
         if engine_factory is None:
             from backend.engine import Engine
 
@@ -42,7 +42,7 @@ class EngineBridge(QObject):
     def _dispatch(self, packet) -> None:  # the GUI thread
         sent, event = packet
         if isinstance(event, Preview):
-            self.last_preview_latency = time.perf_counter() - sent
+            self.last_preview_sent = sent
             self.preview.emit(event.job_id, event.image, event.rect)
         elif isinstance(event, Progress):
             self.progress.emit(event.job_id, event.step, event.total, event.stage)

@@ -309,8 +309,8 @@ def test_bad_inputs_give_one_clear_line_and_write_nothing(tmp_path, capsys, mode
     assert "could not be read" in one_line(capsys, *base, "--model", junk)
     assert "was not found" in one_line(capsys, *base, "--model", tmp_path / "nothing.pth")
     assert "`tile`" in one_line(capsys, *base, "--tile", "10")
-    assert "must end in .png" in one_line(capsys, "upscale", "--image", tmp_path / "in.png", "--out",
-                                          tmp_path / "o.ora")
+    assert "must end in .png or .ora" in one_line(capsys, "upscale", "--image", tmp_path / "in.png", "--out",
+                                                  tmp_path / "o.jpg")
     assert not (tmp_path / "o.png").exists()
 
 
@@ -319,3 +319,20 @@ def test_engine_reports_a_wrong_scale_as_one_sentence(engine, recorder):
     assert type(events[-1]).__name__ == "Failed"
     assert "cannot make 8×" in events[-1].message
     assert issubclass(ModelError, BackendError)
+
+
+def test_upscale_into_an_ora_scales_the_document(tmp_path, capsys):
+    import main as app_main
+    from canvas.document import Document
+    from canvas.ora import load_ora, save_ora
+
+    doc = Document(24, 16, x=-4, y=2)
+    doc.add_image_layer(textured(16, 24), -4, 2, name="art")
+    save_ora(doc, tmp_path / "in.ora")
+    code = app_main.main(["upscale", "--image", str(tmp_path / "in.ora"), "--out", str(tmp_path / "out.ora"),
+                          "--model", "lanczos", "--scale", "2", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    out = load_ora(tmp_path / "out.ora")
+    assert (out.bounds.x, out.bounds.y, out.bounds.w, out.bounds.h) == (-8, 4, 48, 32)
+    assert [l.name for l in out.layers] == ["art", "Upscale"]
+    assert out.layers[1].pixels.content_bbox() == out.bounds

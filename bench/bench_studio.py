@@ -1,0 +1,114 @@
+"""Studio benchmarks (issue 5), on a tiny random model, CPU.
+
+  worst GUI event-loop stall while a job streams previews (QTimer heartbeat, 5 ms)   goal <= 33 ms
+  preview event leaving the engine -> that preview painted in the canvas             goal <= 50 ms
+  launch -> window accepting input (a fresh process, `python main.py`)               report (goal <= 1.5 s)
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common  # noqa: F401
+from _common import ROOT, report
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def launch_time(repeat: int = 3) -> float:
+    env = dict(os.environ, LATENT_STUDIO_EXIT_WHEN_READY="1", QT_QPA_PLATFORM="offscreen",
+               LATENT_STUDIO_CONFIG=str(Path(tempfile.mkdtemp()) / "settings.json"))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "main.py")], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in proc.stdout:
+            if line.startswith("READY"):
+                times.append(time.perf_counter() - t0)
+                break
+        proc.wait(60)
+    return statistics.median(times)
+
+
+def streaming(model_dir: Path) -> tuple[float, float, float]:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from backend.engine import Engine
+    from canvas.geometry import Rect
+    from canvas.selection import Selection
+    from studio.settings import Settings
+    from studio.window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    settings = Settings()
+    settings.generation.steps = 30
+    settings.generation.count = 2
+    settings.generation.random_seed = False
+    window = MainWindow(settings, engine_factory=lambda cb: Engine(cb, preview_interval=0.0, threads=2),
+                        autosave_dir=Path(tempfile.mkdtemp()))
+    window.resize(1400, 900)
+    window.show()
+    window.generation.model.setCurrentText(str(model_dir))
+    window.doc.select(Selection.rectangle(Rect(300, 200, 300, 250)))
+
+    latencies: list[float] = []
+    view = window.view
+    original_paint = view.paintEvent
+
+    def timed_paint(event):
+        original_paint(event)
+        sent = window.bridge.last_preview_sent
+        if sent is not None:
+            latencies.append(time.perf_counter() - sent)
+            window.bridge.last_preview_sent = None
+
+    view.paintEvent = timed_paint
+
+    def run_job() -> float:
+        beats = []
+        timer = QTimer()
+        timer.setInterval(5)
+        timer.timeout.connect(lambda: beats.append(time.perf_counter()))
+        window.jobs.results = []
+        job = window.jobs.generate()
+        assert job is not None, window.messages.history
+        timer.start()
+        deadline = time.monotonic() + 300
+        while window.jobs.jobs and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.001)
+        timer.stop()
+        gaps = [b - a for a, b in zip(beats, beats[1:])]
+        return max(gaps) if gaps else float("nan")
+
+    run_job()  # warm-up: loads the model, fits the previewer
+    latencies.clear()
+    stall = max(run_job() for _ in range(2))
+    window._saved_revision = window.doc.history.revision
+    window.close()
+    window.bridge.engine.shutdown()
+    return stall, statistics.median(latencies), max(latencies)
+
+
+def main() -> None:
+    import tiny_models
+
+    tmp = Path(tempfile.mkdtemp(prefix="ls-bench-studio-"))
+    model_dir = tiny_models.save_diffusers_folder(tmp / "tiny", "sd15", 4)
+    print("# tiny random SD 1.5-family model, CPU, previews at every step, 1400×900 window (offscreen)")
+    stall, latency_median, latency_max = streaming(model_dir)
+    report("worst event-loop stall while previews stream, ms", stall * 1000, "<= 33")
+    report("preview event -> painted, median ms", latency_median * 1000, "<= 50")
+    report("preview event -> painted, worst ms", latency_max * 1000, "<= 50")
+    report("launch -> window accepting input, s", launch_time(), "report (<= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
