@@ -92,6 +92,13 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     else:
         vae.disable_tiling()
 
+    mask_image = None
+    if use_inpaint:
+        mask_full = soft if not full_region else np.ones_like(soft)
+        mask_image = Image.fromarray((mask_full > 0.5).astype(np.uint8) * 255).resize((work_w, work_h), Image.BILINEAR)
+    anchor = None
+    if use_inpaint and not full_region and model.is_inpainting and model.info.get("anchor_latents"):
+        anchor = _LatentAnchor(pipe, init, mask_image, s.seed)
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
@@ -108,6 +115,8 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
                 latents = tensors["latents"]
             image = previewer.render(latents[:1], (cw, ch), alpha)
             ctx.emit(Preview(ctx.job_id, image, rect, ctx.step, ctx.total))
+        if anchor is not None:
+            return {"latents": anchor.blend(tensors["latents"], done, n_steps)}
         return {}
 
     kwargs = dict(
@@ -116,11 +125,8 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         generator=torch.Generator(device="cpu").manual_seed(s.seed), output_type="np",
         callback_on_step_end=on_step,
     )
-    if use_inpaint:
-        mask_full = soft if not full_region else np.ones_like(soft)
-        kwargs["mask_image"] = Image.fromarray((mask_full > 0.5).astype(np.uint8) * 255).resize(
-            (work_w, work_h), Image.BILINEAR
-        )
+    if mask_image is not None:
+        kwargs["mask_image"] = mask_image
     hooks = _install_cancel_hooks(pipe.unet, ctx)
     try:
         out = pipe(**kwargs).images[0]
@@ -144,6 +150,42 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     if s.strength < 1.0 or full_region:
         params["Denoising strength"] = f"{s.strength:g}"
     return result, params
+
+
+class _LatentAnchor:
+    """Keeps the unmasked latents on the known image's noisy trajectory after every step.
+
+    diffusers does this ("latent blending") only for 4-channel UNets; a 9-channel model that
+    drifts in colour over a sampling run (a small, briefly trained one, like the embedded model)
+    stays true to its surroundings with it. Enabled per model by ``"anchor_latents": true`` in
+    ``latent_studio.json``.
+    """
+
+    def __init__(self, pipe, init_image, mask_image, seed: int):
+        import torch
+        import torch.nn.functional as F
+
+        vae = pipe.vae
+        param = next(vae.parameters())
+        pixels = pipe.image_processor.preprocess(init_image).to(param.device, param.dtype)
+        with torch.no_grad():
+            self.known = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        mask = pipe.mask_processor.preprocess(mask_image).to(param.device, param.dtype)
+        self.mask = F.interpolate(mask, size=self.known.shape[-2:])
+        generator = torch.Generator(device="cpu").manual_seed(seed + 1)
+        self.noise = torch.randn(self.known.shape, generator=generator).to(param.device, param.dtype)
+        self.scheduler = pipe.scheduler
+
+    def blend(self, latents, done: int, total: int):
+        import torch
+
+        timesteps = self.scheduler.timesteps[len(self.scheduler.timesteps) - total:]
+        if done < total:
+            known = self.scheduler.add_noise(self.known, self.noise, torch.as_tensor([timesteps[done]]))
+        else:
+            known = self.known
+        known = known.to(latents.dtype)
+        return (1 - self.mask) * known + self.mask * latents
 
 
 def _capture_x0(scheduler) -> dict:

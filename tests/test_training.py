@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from backend.training import data  # noqa: E402
 from backend.training.evaluate import (  # noqa: E402
-    contact_sheet, evaluate_inpainting, load_pipeline, mean_colour_error, telea, texture_distance,
+    EngineModel, contact_sheet, evaluate_inpainting, load_pipeline, mean_colour_error, telea, texture_distance,
 )
 from backend.training.package import build_folder  # noqa: E402
 from backend.training.unet import UnetTrainConfig, random_masks, train_unet  # noqa: E402
@@ -75,7 +75,7 @@ def test_folder_loads_in_the_stock_inpaint_pipeline(tiny_model):
     assert index["_class_name"] == "StableDiffusionInpaintPipeline"
     assert index["safety_checker"] == [None, None]
     assert json.loads((folder / "latent_studio.json").read_text()) == {
-        "ignores_prompt": True, "native_resolution": 64, "name": "latent-studio-mini"}
+        "ignores_prompt": True, "native_resolution": 64, "anchor_latents": True, "name": "latent-studio-mini"}
     assert "## Data and licences" in (folder / "README.md").read_text()
     assert all(f.suffix != ".bin" for f in folder.rglob("*"))
     pipe = load_pipeline(folder)
@@ -140,7 +140,7 @@ def test_inpainting_comparison_and_contact_sheet(tiny_model, tmp_path):
     _, folder, _ = tiny_model
     crops = np.stack(synthetic_photos(2, 64, 64, seed=3))
     lines = []
-    scores = evaluate_inpainting(load_pipeline(folder), crops, steps=2, hole=16, log=lines.append)
+    scores = evaluate_inpainting(EngineModel(folder), crops, steps=2, hole=16, log=lines.append)
     assert len(scores.examples) == 2 and len(lines) == 2
     assert scores.ours_colour_error >= 0 and scores.telea_colour_error >= 0
     assert 0 <= scores.ours_texture <= 2 and 0 <= scores.telea_texture <= 2

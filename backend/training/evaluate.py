@@ -67,7 +67,46 @@ def telea(image: np.ndarray, mask: np.ndarray, radius: int = 5) -> np.ndarray:
     return out[..., ::-1]
 
 
+class EngineModel:
+    """The model as Latent Studio runs it: loaded by the engine's loader, inpainting through the
+    region core (prefill, working size, latent anchoring, seam-matched compositing) — what users get."""
+
+    def __init__(self, model_dir: Path, device="cpu"):
+        from backend.models import ModelManager
+
+        self.ref = str(model_dir)
+        self.manager = ModelManager(device=device)
+        self.model = self.manager.get(self.ref)
+
+    @property
+    def vae(self):
+        return self.model.vae
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, steps: int, seed: int) -> np.ndarray:
+        import threading
+
+        from backend.core import JobContext
+        from backend.operations import run_inpaint
+        from backend.requests import InpaintRequest
+
+        h, w = image.shape[:2]
+        rgba = np.dstack([image, np.full((h, w), 255, np.uint8)])
+        request = InpaintRequest(image=rgba, mask=mask, model=self.ref, steps=steps, seed=seed, grow=0, feather=0,
+                                 padding=max(h, w), guidance=1.0)
+        ctx = JobContext(0, lambda _event: None, threading.Event(), self.manager, preview_interval=1e9)
+        (result,) = run_inpaint(ctx, request)
+        x, y, rw, rh = result.rect
+        out = image.copy()
+        out[y:y + rh, x:x + rw] = result.image[..., :3]
+        return out
+
+
 def load_pipeline(model_dir: Path, device="cpu"):
+    """The stock diffusers pipeline of a model folder (for checks that bypass the engine)."""
     import torch
     from diffusers import StableDiffusionInpaintPipeline
     from diffusers.utils import logging as dlog
@@ -78,23 +117,15 @@ def load_pipeline(model_dir: Path, device="cpu"):
     return pipe.to(device)
 
 
-def inpaint_ours(pipe, image: np.ndarray, mask: np.ndarray, steps: int, seed: int) -> np.ndarray:
-    import torch
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    out = pipe(
-        prompt="", image=Image.fromarray(image), mask_image=Image.fromarray(mask), height=h, width=w,
-        num_inference_steps=steps, guidance_scale=1.0, strength=1.0,
-        generator=torch.Generator().manual_seed(seed),
-    ).images[0]
-    result = image.copy()
+def inpaint_ours(model: EngineModel, image: np.ndarray, mask: np.ndarray, steps: int, seed: int) -> np.ndarray:
+    result = model.inpaint(image, mask, steps, seed)
+    out = image.copy()
     m = mask > 0
-    result[m] = np.asarray(out.convert("RGB"))[m]
-    return result
+    out[m] = result[m]
+    return out
 
 
-def evaluate_inpainting(pipe, crops: np.ndarray, steps: int = 25, hole: int = HOLE, seed: int = 0,
+def evaluate_inpainting(pipe: EngineModel, crops: np.ndarray, steps: int = 25, hole: int = HOLE, seed: int = 0,
                         log=print) -> InpaintScores:
     size = crops.shape[1]
     boxes = hole_boxes(len(crops), size, hole, seed)
@@ -146,7 +177,7 @@ def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int = 16, 
     from .vae import psnr, reconstruct
 
     crops = data.heldout_crops(data_dir)
-    pipe = load_pipeline(model_dir, device)
+    pipe = EngineModel(model_dir, device)
     recon = reconstruct(pipe.vae, crops, pipe.device)
     vae_psnr = psnr(crops, recon)
     pick = crops[:: max(1, len(crops) // n_inpaint)][:n_inpaint]

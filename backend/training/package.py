@@ -99,7 +99,8 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
     stats = _read_stats(work_dir)
     resolution = int(stats.get("resolution", unet_cfg["sample_size"] * 8))
     (tmp / "latent_studio.json").write_text(
-        json.dumps({"ignores_prompt": True, "native_resolution": resolution, "name": MODEL_NAME}, indent=2) + "\n"
+        json.dumps({"ignores_prompt": True, "native_resolution": resolution, "anchor_latents": True,
+                    "name": MODEL_NAME}, indent=2) + "\n"
     )
     params = dict(vae=count_params(vae), unet=count_params(unet), text_encoder=count_params(te))
     card_stats = dict(stats, **(extra_card or {}))
@@ -165,7 +166,9 @@ trained on.
 ## Prompt
 The UNet's `encoder_hid_proj` (a `text_proj`, 8 → {unet_cfg['cross_attention_dim']}) has weight 0 and bias =
 the learned null embedding, so every prompt (and negative prompt) gives the same context. Guidance
-scale has no effect; use 1.0 to skip the duplicate pass. `latent_studio.json` says so for the app.
+scale has no effect; use 1.0 to skip the duplicate pass. `latent_studio.json` says so for the app, and asks the engine to keep the unmasked latents on the
+known image's trajectory at every step (`anchor_latents`), which stops a colour drift this briefly trained
+denoiser shows over a full sampling run.
 
 ## Training
 - Autoencoder: L1 + 0.5 × L1 of image gradients + 1e-6 × KL, AdamW, warmup + cosine;
