@@ -28,7 +28,7 @@ class BackgroundTask(QObject):
 
     # canvas.progress.Progress protocol
     def update(self, done: int, total: int, message: str) -> None:
-        self.progressed.emit(done, total, message)
+        self._emit(self.progressed, done, total, message)
 
     def cancelled(self) -> bool:
         return self._cancel.is_set()
@@ -40,6 +40,13 @@ class BackgroundTask(QObject):
         try:
             result = self._fn(self)
         except BaseException as exc:  # handed to the GUI thread, which shows it
-            self.finished.emit(None, exc)
+            self._emit(self.finished, None, exc)
         else:
-            self.finished.emit(result, None)
+            self._emit(self.finished, result, None)
+
+    @staticmethod
+    def _emit(signal, *args) -> None:
+        try:
+            signal.emit(*args)
+        except RuntimeError:  # the window closed meanwhile; the work itself is done
+            pass

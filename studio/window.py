@@ -521,6 +521,8 @@ class MainWindow(QMainWindow):
         if not self.confirm_discard():
             event.ignore()
             return
+        for task in list(self._tasks):  # let a save or autosave in progress finish: never lose work
+            task.thread.join(timeout=60)
         self.generation.store(self.settings)
         self.tool_options.store(self.settings)
         try:
