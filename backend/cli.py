@@ -79,11 +79,13 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
 
 
 def _common(args) -> dict:
-    return dict(
+    fields = dict(
         model=args.model, prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
-        guidance=args.guidance, strength=args.strength, count=args.count, sampler=args.sampler,
-        allow_pickle=args.allow_pickle,
+        guidance=args.guidance, count=args.count, sampler=args.sampler, allow_pickle=args.allow_pickle,
     )
+    if hasattr(args, "strength"):
+        fields["strength"] = args.strength
+    return fields
 
 
 def _check_out(out: Path) -> None:
@@ -95,67 +97,63 @@ def _check_out(out: Path) -> None:
         raise ImageFileError(f"The folder {out.parent} does not exist: create it or choose another --out.")
 
 
-def _inpaint(args) -> int:
-    from .imagefiles import read_mask, read_rgba
+def _headless(build):
+    """A subcommand: read --image, build the request with ``build(args, image)``, run it.
+
+    Bad input (a file, a field, a model) is one line on stderr and exit 2, before any work starts.
+    """
+
+    def command(args) -> int:
+        from .imagefiles import read_rgba
+
+        try:
+            _check_out(Path(args.out))
+            image = read_rgba(args.image)
+            request = build(args, image)
+        except BackendError as exc:
+            return _fail(str(exc))
+        return _run(args, request, image)
+
+    return command
+
+
+def _inpaint_request(args, image):
+    from .imagefiles import read_mask
     from .requests import InpaintRequest
 
-    try:
-        _check_out(Path(args.out))
-        image = read_rgba(args.image)
-        mask = read_mask(args.mask, (image.shape[1], image.shape[0]))
-        request = InpaintRequest.from_document(
-            image, mask, grow=args.grow, feather=args.feather, fill=args.fill, padding=args.padding, **_common(args)
-        )
-    except BackendError as exc:
-        return _fail(str(exc))
-    return _run(args, request, image)
+    mask = read_mask(args.mask, (image.shape[1], image.shape[0]))
+    return InpaintRequest.from_document(
+        image, mask, grow=args.grow, feather=args.feather, fill=args.fill, padding=args.padding, **_common(args)
+    )
 
 
-def _img2img(args) -> int:
-    from .imagefiles import read_rgba
+def _img2img_request(args, image):
     from .requests import Img2ImgRequest
 
-    try:
-        _check_out(Path(args.out))
-        image = read_rgba(args.image)
-        request = Img2ImgRequest(image=image, **_common(args))
-    except BackendError as exc:
-        return _fail(str(exc))
-    return _run(args, request, image)
+    return Img2ImgRequest(image=image, **_common(args))
 
 
-def _outpaint(args) -> int:
-    from .imagefiles import read_rgba
+def _outpaint_request(args, image):
     from .requests import OutpaintRequest
 
-    try:
-        _check_out(Path(args.out))
-        image = read_rgba(args.image)
-        request = OutpaintRequest(image=image, left=args.left, right=args.right, top=args.top, bottom=args.bottom,
-                                  overlap=args.overlap, fill=args.fill, **_common(args))
-    except BackendError as exc:
-        return _fail(str(exc))
-    return _run(args, request, image)
+    return OutpaintRequest(image=image, left=args.left, right=args.right, top=args.top, bottom=args.bottom,
+                           overlap=args.overlap, fill=args.fill, **_common(args))
 
 
-def _upscale(args) -> int:
-    from .imagefiles import read_rgba
+def _upscale_request(args, image):
     from .requests import UpscaleRequest
 
-    try:
-        _check_out(Path(args.out))
-        image = read_rgba(args.image)
-        refine = args.refine_strength > 0
-        request = UpscaleRequest(
-            image=image, upscaler=args.model, scale=args.scale, tile=args.tile, noise_level=args.noise_level,
-            refine=refine, strength=args.refine_strength if refine else UpscaleRequest.strength,
-            model=args.refine_model, prompt=args.prompt, negative_prompt=args.negative, seed=args.seed,
-            steps=args.steps, guidance=args.guidance, count=args.count, sampler=args.sampler,
-            allow_pickle=args.allow_pickle,
-        )
-    except BackendError as exc:
-        return _fail(str(exc))
-    return _run(args, request, image)
+    refine = args.refine_strength > 0
+    common = dict(_common(args), model=args.refine_model,
+                  strength=args.refine_strength if refine else UpscaleRequest.strength)
+    return UpscaleRequest(image=image, upscaler=args.model, scale=args.scale, tile=args.tile,
+                          noise_level=args.noise_level, refine=refine, **common)
+
+
+_inpaint = _headless(_inpaint_request)
+_img2img = _headless(_img2img_request)
+_outpaint = _headless(_outpaint_request)
+_upscale = _headless(_upscale_request)
 
 
 def _preflight(request):

@@ -64,15 +64,7 @@ def resolve(ref: str) -> ModelSource:
                 "No model was chosen and no embedded model is installed: pass --model with a diffusers "
                 "folder, a .safetensors file or a hub id."
             )
-    path = Path(os.path.expanduser(ref))
-    if not path.exists():
-        for base in (paths.EMBEDDED_MODELS, paths.models_dir()):
-            for candidate in (base / ref, base / f"{ref}.safetensors"):
-                if candidate.exists():
-                    path = candidate
-                    break
-            if path.exists():
-                break
+    path = paths.find_model_file(ref, (paths.EMBEDDED_MODELS, paths.models_dir()), (".safetensors",))
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelError(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core import DiffusionSettings, JobContext, diffuse_region, effective_steps
+from .core import JobContext, diffuse_region, effective_steps
 from .events import ResultImage
 from .region import prefill
 from .requests import OutpaintRequest

@@ -28,3 +28,18 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def find_model_file(ref: str, folders, suffixes=()) -> Path:
+    """``ref`` as a path; failing that, ``ref`` (or ``ref`` + a suffix) in the first folder that has it.
+
+    Returns the expanded path when nothing matches, so the caller can say it was not found.
+    """
+    path = Path(os.path.expanduser(ref))
+    if path.exists():
+        return path
+    for folder in folders:
+        for candidate in [folder / ref] + [folder / f"{ref}{s}" for s in suffixes]:
+            if candidate.exists():
+                return candidate
+    return path

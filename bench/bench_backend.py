@@ -17,12 +17,12 @@ import queue
 import subprocess
 import sys
 import tempfile
-import threading
+
 import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sets up paths and the environment)
-from _common import ROOT, full_size_folder, median_time, report, rss_mb
+from _common import ROOT, full_size_folder, median_time, report
 
 import numpy as np
 

@@ -52,16 +52,8 @@ def resolve_upscaler(ref: str) -> UpscalerSource:
         return UpscalerSource("bundled", "", BUNDLED)
     if ref.lower() == LANCZOS:
         return UpscalerSource("lanczos", "", "Lanczos")
-    path = Path(os.path.expanduser(ref))
-    if not path.exists():
-        base = paths.models_dir()
-        for folder in (base / "upscalers", base):
-            for candidate in [folder / ref] + [folder / f"{ref}{s}" for s in FILE_SUFFIXES]:
-                if candidate.exists():
-                    path = candidate
-                    break
-            if path.exists():
-                break
+    base = paths.models_dir()
+    path = paths.find_model_file(ref, (base / "upscalers", base), FILE_SUFFIXES)
     if path.is_dir():
         index = path / "model_index.json"
         if not index.is_file():

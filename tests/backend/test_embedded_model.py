@@ -2,7 +2,7 @@
 import json
 
 import numpy as np
-import pytest
+
 from PIL import Image
 
 from backend import paths

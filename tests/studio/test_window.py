@@ -1,7 +1,7 @@
 """Driving the real window with pytest-qt: paint, select, generate, preview, apply, undo, cancel, files."""
 import numpy as np
-import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from canvas.geometry import Rect
