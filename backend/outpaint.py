@@ -6,7 +6,9 @@ through the shared region core (:func:`backend.core.diffuse_region`), like an in
 is the new strip plus a band of ``overlap`` pixels into the existing image, feathered linearly
 across the band (1 at the old edge, 0 at ``overlap`` px inside). Sides are done left, right, top,
 bottom; an extension wider than half the model's native size is done in several passes outwards,
-each seeing the last one's result as context. Pixels of the original farther than ``overlap``
+each seeing the last one's result as context, and a side longer than the model's native size is done
+in overlapping segments along its length, each blended into the one before it, so every diffusion
+runs on a region of about the model's working size. Pixels of the original farther than ``overlap``
 from an extended side are returned bit-exact.
 
 The result covers the whole extended canvas; its rect is ``request.result_rect`` (document
@@ -42,6 +44,24 @@ def plan_passes(request: OutpaintRequest, native: int) -> list[Pass]:
     return passes
 
 
+def segments(length: int, native: int) -> list[tuple[int, int]]:
+    """Overlapping (start, end) spans of at most ``native`` covering ``length`` (one span if it fits)."""
+    if length <= native:
+        return [(0, length)]
+    overlap = max(32, native // 4)
+    n = int(np.ceil((length - overlap) / (native - overlap)))
+    size = int(np.ceil((length + (n - 1) * overlap) / n))
+    starts = [min(k * (size - overlap), length - size) for k in range(n)]
+    return [(s, s + size) for s in starts]
+
+
+def _pass_lengths(request: OutpaintRequest, passes: list[Pass]) -> list[int]:
+    """The known edge's length each pass extends along (left/right: height; top/bottom: width)."""
+    h, w = request.image.shape[:2]
+    width = w + request.left + request.right
+    return [h if p.side in ("left", "right") else width for p in passes]
+
+
 def total_outpaint(request: OutpaintRequest) -> int:
     from .upscale.operation import _refine_native_guess
 
@@ -49,7 +69,9 @@ def total_outpaint(request: OutpaintRequest) -> int:
         native = _refine_native_guess(request.model)
     except Exception:  # only a progress-bar estimate
         native = 512
-    return len(plan_passes(request, native)) * effective_steps(request.steps, request.strength) * request.count
+    passes = plan_passes(request, native)
+    regions = sum(len(segments(n, native)) for n in _pass_lengths(request, passes))
+    return regions * effective_steps(request.steps, request.strength) * request.count
 
 
 def _band(length: int, overlap: int) -> np.ndarray:
@@ -94,21 +116,24 @@ def _grow_known(p: Pass, known):
 
 
 def _prefill(pixels: np.ndarray, soft: np.ndarray, p: Pass, fill: str, seed: int) -> np.ndarray:
-    """RGB of the region with its new strip (soft == 1 there, alpha 0) filled as ``fill`` asks."""
+    """RGB of the region with its still empty (alpha 0) new pixels filled as ``fill`` asks.
+
+    Pixels an earlier segment already painted stay as they are: they are context now.
+    """
     rgb = pixels[..., :3].copy()
-    new = pixels[..., 3] == 0
-    new &= soft >= 1.0
+    empty = pixels[..., 3] == 0
     e = p.amount
     if fill == "edge":
+        stretched = rgb.copy()
         if p.side == "left":
-            rgb[:, :e] = rgb[:, e: e + 1]
+            stretched[:, :e] = rgb[:, e: e + 1]
         elif p.side == "right":
-            rgb[:, -e:] = rgb[:, -e - 1: -e]
+            stretched[:, -e:] = rgb[:, -e - 1: -e]
         elif p.side == "top":
-            rgb[:e] = rgb[e: e + 1]
+            stretched[:e] = rgb[e: e + 1]
         else:
-            rgb[-e:] = rgb[-e - 1: -e]
-        return rgb
+            stretched[-e:] = rgb[-e - 1: -e]
+        return np.where(empty[..., None], stretched, rgb)
     hole = np.zeros(soft.shape, np.float32)
     if p.side == "left":
         hole[:, :e] = 1
@@ -118,7 +143,21 @@ def _prefill(pixels: np.ndarray, soft: np.ndarray, p: Pass, fill: str, seed: int
         hole[:e] = 1
     else:
         hole[-e:] = 1
+    hole *= empty
     return prefill(rgb, hole, fill, seed)
+
+
+def _segment(box, soft: np.ndarray, p: Pass, span: tuple[int, int], first: bool, overlap: int):
+    """Cuts a pass's region to one segment along the edge; later segments fade in over ``overlap``."""
+    x0, y0, x1, y1 = box
+    s0, s1 = span
+    along = np.ones(s1 - s0, np.float32)
+    if not first:
+        ramp = min(overlap, s1 - s0)
+        along[:ramp] = (np.arange(ramp, dtype=np.float32) + 0.5) / ramp
+    if p.side in ("left", "right"):
+        return (x0, y0 + s0, x1, y0 + s1), soft[s0:s1] * along[:, None]
+    return (x0 + s0, y0, x0 + s1, y1), soft[:, s0:s1] * along[None, :]
 
 
 def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
@@ -127,10 +166,12 @@ def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage
     model = _load(ctx, request)
     native = model.native_size
     passes = plan_passes(request, native)
-    total = len(passes) * effective_steps(request.steps, request.strength) * request.count
+    spans = [segments(n, native) for n in _pass_lengths(request, passes)]
+    n_regions = sum(len(s) for s in spans)
+    total = n_regions * effective_steps(request.steps, request.strength) * request.count
     if total != ctx.total:
         ctx.total = total
-        ctx.stage(f"{len(passes)} passes")
+        ctx.stage(f"{n_regions} regions")
     h, w = request.image.shape[:2]
     L, T = request.left, request.top
     rx, ry, rw, rh = request.result_rect
@@ -143,20 +184,24 @@ def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage
         changed = np.zeros((rh, rw), np.float32)
         known = (L, T, L + w, T + h)
         params: dict = {}
+        done = 0
         for i, p in enumerate(passes):
-            ctx.check_cancel()
-            (x0, y0, x1, y1), soft = _region(p, known, request.overlap, context, c.shape)
-            pixels = c[y0:y1, x0:x1].copy()
-            pixels[..., :3] = _prefill(pixels, soft, p, request.fill, seed + i)
-            stage = f"Pass {i + 1} of {len(passes)}" if len(passes) > 1 else ""
-            if request.count > 1:
-                stage = f"Image {k + 1} of {request.count}" + (f", {stage.lower()}" if stage else "")
-            settings = _settings(request, seed + i, model, fill="original")
-            region_rect = (rx + x0, ry + y0, x1 - x0, y1 - y0)
-            out, params = diffuse_region(ctx, model, pixels, soft, region_rect, settings, stage=stage)
-            touched = soft > 0
-            c[y0:y1, x0:x1][touched] = out[touched]
-            changed[y0:y1, x0:x1] = np.maximum(changed[y0:y1, x0:x1], soft)
+            box, pass_soft = _region(p, known, request.overlap, context, c.shape)
+            for j, span in enumerate(spans[i]):
+                ctx.check_cancel()
+                (x0, y0, x1, y1), soft = _segment(box, pass_soft, p, span, j == 0, max(32, native // 4))
+                pixels = c[y0:y1, x0:x1].copy()
+                pixels[..., :3] = _prefill(pixels, soft, p, request.fill, seed + done)
+                stage = f"Region {done + 1} of {n_regions}" if n_regions > 1 else ""
+                if request.count > 1:
+                    stage = f"Image {k + 1} of {request.count}" + (f", {stage.lower()}" if stage else "")
+                settings = _settings(request, seed + done, model, fill="original")
+                region_rect = (rx + x0, ry + y0, x1 - x0, y1 - y0)
+                out, params = diffuse_region(ctx, model, pixels, soft, region_rect, settings, stage=stage)
+                touched = soft > 0
+                c[y0:y1, x0:x1][touched] = out[touched]
+                changed[y0:y1, x0:x1] = np.maximum(changed[y0:y1, x0:x1], soft)
+                done += 1
             known = _grow_known(p, known)
         params = dict(params, Operation="Outpaint", Size=f"{rw}x{rh}",
                       Outpaint=f"left {request.left} right {request.right} top {request.top} bottom {request.bottom}")

@@ -6,7 +6,7 @@ from PIL import Image
 import main as app_main
 from backend.errors import InvalidRequest
 from backend.events import Preview, Progress, Result, Started
-from backend.outpaint import Pass, _region, plan_passes
+from backend.outpaint import Pass, _region, plan_passes, segments
 from backend.requests import OutpaintRequest
 
 from conftest import make_scene
@@ -54,7 +54,7 @@ def test_outpaint_keeps_the_original_and_grows_the_canvas(engine, recorder, tiny
     started = events[0]
     assert isinstance(started, Started) and started.operation == "outpaint" and started.total == 3 * 2
     stages = {e.stage for e in events if isinstance(e, Progress)}
-    assert {"Pass 1 of 3", "Pass 2 of 3", "Pass 3 of 3"} <= stages
+    assert {"Region 1 of 3", "Region 2 of 3", "Region 3 of 3"} <= stages
     item = events[-1].images[0]
     assert item.rect == (-35, 5, 168, 246) and item.image.shape == (246, 168, 4)
     h, w = img.shape[:2]
@@ -91,3 +91,24 @@ def test_cli_outpaint_writes_the_extended_png(tmp_path, capsys, tiny_sd15_folder
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "extend at least one side" in err
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_segments_cover_a_long_side_with_overlaps_of_at_most_native_size():
+    assert segments(200, 256) == [(0, 200)]
+    spans = segments(600, 256)
+    assert spans[0][0] == 0 and spans[-1][1] == 600 and len(spans) == 3
+    assert all(e - s <= 256 for s, e in spans)
+    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # consecutive spans overlap
+
+
+def test_a_long_side_is_painted_in_segments(engine, recorder, tiny_sd15_folder):
+    img, _ = make_scene(h=600, w=64)
+    req = OutpaintRequest(image=img, model=str(tiny_sd15_folder), right=32, steps=2, overlap=16, fill="blur")
+    events = recorder.wait(engine.submit(req))
+    assert isinstance(events[-1], Result), events[-1]
+    assert events[0].total == 3 * 2  # three segments along the 600 px side
+    previews = {e.rect for e in events if isinstance(e, Preview)}
+    assert len(previews) == 3 and all(r[3] <= 256 for r in previews)
+    item = events[-1].images[0]
+    assert item.image.shape == (600, 96, 4) and (item.image[..., 3] == 255).all()
+    assert np.array_equal(item.image[:, : 64 - 16], img[:, : 64 - 16])  # outside the band: bit-exact
