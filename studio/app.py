@@ -62,6 +62,7 @@ def run_app(path: str | None = None) -> int:
     from PySide6.QtCore import QTimer
 
     QTimer.singleShot(0, window.offer_recovery)
+    QTimer.singleShot(0, window.list_models)
     QTimer.singleShot(0, lambda: window.bridge.preload(window.generation.model_ref()))
     if path:
         QTimer.singleShot(0, lambda: window.open_path(path))

@@ -230,12 +230,16 @@ class CanvasView(QWidget):
         return (self._scaled(qimage_from_rgba(rgba), r), r)
 
     def _scaled(self, image: QImage, r: Rect) -> QImage:
-        if self.zoom == 1.0:
-            return image
-        w = max(1, round(r.w * self.zoom))
-        h = max(1, round(r.h * self.zoom))
-        mode = Qt.SmoothTransformation if self.zoom < 1 else Qt.FastTransformation
-        return image.scaled(w, h, Qt.IgnoreAspectRatio, mode)
+        """The tile at screen resolution: zoom × the device pixel ratio, so high-DPI screens stay sharp."""
+        dpr = self.devicePixelRatioF()
+        scale = self.zoom * dpr
+        if scale != 1.0:
+            w = max(1, round(r.w * scale))
+            h = max(1, round(r.h * scale))
+            mode = Qt.SmoothTransformation if scale < 1 else Qt.FastTransformation
+            image = image.scaled(w, h, Qt.IgnoreAspectRatio, mode)
+        image.setDevicePixelRatio(dpr)
+        return image
 
     def paintEvent(self, event) -> None:
         self.paint_count += 1

@@ -281,6 +281,15 @@ class MainWindow(QMainWindow):
                 self.doc.grow(**amounts)
                 self.view.fit()
 
+    def list_models(self) -> None:
+        """Fills the model picker with what `python main.py models` lists (after the window shows)."""
+        from backend.models import list_models
+
+        try:
+            self.generation.add_known_models(list_models())
+        except OSError as exc:  # an unreadable model folder must not stop the app
+            log.warning("listing models failed: %s", exc)
+
     # --- generation --------------------------------------------------------------
     def generate(self) -> None:
         self.jobs.generate()

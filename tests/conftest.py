@@ -131,3 +131,12 @@ def malicious_pickle(tmp_path):
     path = tiny_models.write_malicious_pickle(tmp_path / "model.ckpt", marker)
     assert not marker.exists()
     return path, marker
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say where the studio tests left their screenshots."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "test-artifacts"
+    if folder.is_dir() and any(folder.iterdir()):
+        terminalreporter.write_line(f"test artifacts (screenshots): {folder}")

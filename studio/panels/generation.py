@@ -178,6 +178,19 @@ class GenerationPanel(QWidget):
         text = self.model.currentText().strip()
         return "" if text in ("", DEFAULT_MODEL_LABEL) else text
 
+    def add_known_models(self, found) -> None:
+        """Adds the models `backend.models.list_models()` found (the embedded one is the default entry)."""
+        present = {self.model.itemText(i) for i in range(self.model.count())}
+        current = self.model.currentText()
+        for name, kind, where in found:
+            if kind == "embedded":
+                continue
+            ref = name if kind == "hub cache" else where
+            if ref not in present:
+                self.model.addItem(ref, ref)
+                present.add(ref)
+        self.model.setCurrentText(current)
+
     def upscaler_ref(self) -> str:
         text = self.upscaler.currentText().strip()
         return "" if text in ("", BUNDLED_UPSCALER_LABEL) else text

@@ -203,3 +203,23 @@ def test_upscale_grows_the_document_and_undo_shrinks_it(window, qtbot):
     assert window.doc.layers[-1].name.startswith("Upscale")
     window.undo()
     assert window.doc.bounds == Rect(0, 0, 96, 64)
+
+
+def test_the_model_picker_lists_the_users_models(window, tmp_path, monkeypatch, tiny_sd15_folder):
+    import shutil
+
+    monkeypatch.setenv("LATENT_STUDIO_MODELS", str(tmp_path / "models"))
+    shutil.copytree(tiny_sd15_folder, tmp_path / "models" / "my-model")
+    window.list_models()
+    items = [window.generation.model.itemText(i) for i in range(window.generation.model.count())]
+    assert items[0] == "Embedded default model"
+    assert str(tmp_path / "models" / "my-model") in items
+    assert window.generation.model_ref() == ""  # the choice did not change
+
+
+def test_high_dpi_tiles_are_rendered_at_device_resolution(window, monkeypatch):
+    view = window.view
+    monkeypatch.setattr(type(view), "devicePixelRatioF", lambda self: 2.0)
+    view.set_zoom(1.0)
+    image, r = view._make_pixels((0, 0))
+    assert image.devicePixelRatio() == 2.0 and image.width() == 2 * r.w
