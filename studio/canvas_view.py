@@ -272,11 +272,11 @@ class CanvasView(QWidget):
                     image, r = entry
                     p.drawImage(QRectF(self.to_widget(r.x, r.y), QRectF(0, 0, r.w * self.zoom, r.h * self.zoom).size()),
                                 image)
-            if cache is self._tiles:
-                for image, (x, y, w, h) in self._previews.values():
-                    target = QRectF(self.to_widget(x, y), QRectF(0, 0, w * self.zoom, h * self.zoom).size())
-                    if target.intersects(QRectF(exposed)):
-                        p.drawImage(target, image)
+        # Previews go above the mask tint: they show what applying the result would give.
+        for image, (x, y, w, h) in self._previews.values():
+            target = QRectF(self.to_widget(x, y), QRectF(0, 0, w * self.zoom, h * self.zoom).size())
+            if target.intersects(QRectF(exposed)):
+                p.drawImage(target, image)
         if self.region is not None:
             pen = QPen(QColor(255, 200, 0), 1.5, Qt.DashLine)
             p.setPen(pen)
