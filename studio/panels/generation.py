@@ -202,6 +202,11 @@ class GenerationPanel(QWidget):
             self.model.setCurrentText(path)
 
     def set_model_state(self, name: str, state: str, message: str, ignores_prompt: bool) -> None:
+        ignored = state == "ready" and ignores_prompt
+        for widget in (self.prompt, self.negative, self.guidance):
+            widget.setEnabled(not ignored)
+            widget.setToolTip("This model was trained without captions: it ignores prompts and guidance."
+                              if ignored else "")
         if state == "loading":
             text = f"Model: loading {name}…"
         elif state == "ready":

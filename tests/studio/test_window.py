@@ -223,3 +223,11 @@ def test_high_dpi_tiles_are_rendered_at_device_resolution(window, monkeypatch):
     view.set_zoom(1.0)
     image, r = view._make_pixels((0, 0))
     assert image.devicePixelRatio() == 2.0 and image.width() == 2 * r.w
+
+
+def test_a_model_that_ignores_prompts_greys_out_the_prompt(window):
+    window.generation.set_model_state("latent-studio-mini", "ready", "", True)
+    assert not window.generation.prompt.isEnabled() and not window.generation.guidance.isEnabled()
+    assert "ignores prompts" in window.generation.model_state.text()
+    window.generation.set_model_state("sd15", "ready", "", False)
+    assert window.generation.prompt.isEnabled()
