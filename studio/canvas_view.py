@@ -10,23 +10,33 @@ region's outline and live previews drawn above the layers at their rectangle.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QWidget
 
 from canvas.geometry import Rect
 
-TILE = 256  # display tile side, in widget pixels (before the device pixel ratio)
+MAX_TILE = 256  # display tile side, in widget pixels (before the device pixel ratio)
+TILE_DOC_AREA = 384  # zoomed out, a tile shrinks so that it covers at most about this many document pixels a side
+PAINT_BUDGET_S = 0.020  # building display tiles past this in one paint waits for the next event-loop turn
 ZOOM_STEPS = (0.03125, 0.0625, 0.125, 0.25, 1 / 3, 0.5, 2 / 3, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
 
 
 def qimage_from_rgba(rgba: np.ndarray) -> QImage:
-    """A QImage that owns a copy of straight-alpha RGBA pixels."""
-    rgba = np.ascontiguousarray(rgba)
+    """A QImage that owns a copy of straight-alpha RGBA pixels.
+
+    The pixels are copied into memory the QImage allocated itself; wrapping a Python buffer
+    (``QImage(array.data, …)``) can upset PySide's reference counting when done thousands of times.
+    """
     h, w = rgba.shape[:2]
-    return QImage(rgba.data, w, h, w * 4, QImage.Format_RGBA8888).copy()
+    image = QImage(w, h, QImage.Format_RGBA8888)
+    if w and h:
+        view = np.frombuffer(image.bits(), np.uint8).reshape(h, image.bytesPerLine())
+        view[:, : w * 4] = np.ascontiguousarray(rgba).reshape(h, w * 4)
+    return image
 
 
 def _checker_pixmap() -> QPixmap:
@@ -66,6 +76,7 @@ class CanvasView(QWidget):
         self.space_held = False
         self._tablet_pressure: float | None = None
         self.paint_count = 0  # for tests and benchmarks
+        self.pending = False  # display tiles still to build after the last paint
 
     # --- document ------------------------------------------------------------
     def set_document(self, doc) -> None:
@@ -98,9 +109,10 @@ class CanvasView(QWidget):
         if rect is None:
             cache.clear()
             return
-        x0, y0 = math.floor(rect.x * self.zoom / TILE), math.floor(rect.y * self.zoom / TILE)
-        x1 = math.floor((rect.x + rect.w) * self.zoom / TILE)
-        y1 = math.floor((rect.y + rect.h) * self.zoom / TILE)
+        tile = self.tile_px
+        x0, y0 = math.floor(rect.x * self.zoom / tile), math.floor(rect.y * self.zoom / tile)
+        x1 = math.floor((rect.x + rect.w) * self.zoom / tile)
+        y1 = math.floor((rect.y + rect.h) * self.zoom / tile)
         for ty in range(y0, y1 + 1):
             for tx in range(x0, x1 + 1):
                 cache.pop((tx, ty), None)
@@ -195,10 +207,11 @@ class CanvasView(QWidget):
 
     def _tile_doc_rect(self, key) -> Rect | None:
         tx, ty = key
-        x0 = math.floor(tx * TILE / self.zoom)
-        y0 = math.floor(ty * TILE / self.zoom)
-        x1 = math.ceil((tx + 1) * TILE / self.zoom)
-        y1 = math.ceil((ty + 1) * TILE / self.zoom)
+        tile = self.tile_px
+        x0 = math.floor(tx * tile / self.zoom)
+        y0 = math.floor(ty * tile / self.zoom)
+        x1 = math.ceil((tx + 1) * tile / self.zoom)
+        y1 = math.ceil((ty + 1) * tile / self.zoom)
         r = Rect(x0, y0, x1 - x0, y1 - y0).intersect(self.doc.bounds)
         return None if r.empty else r
 
@@ -257,15 +270,23 @@ class CanvasView(QWidget):
         p.setBrushOrigin(doc_area.topLeft())
         p.fillRect(doc_area.intersected(exposed), self._checker)
         # Display tiles are in zoomed document space: tile (tx, ty) covers
-        # [tx*TILE, (tx+1)*TILE) there, i.e. pan + that in the widget.
+        # [tx*tile, (tx+1)*tile) there, i.e. pan + that in the widget. Missing tiles are built until
+        # the paint budget is spent; the rest show the checkerboard and come on the next turn, so a
+        # zoomed-out view of a huge document fills in progressively instead of freezing the window.
         ox, oy = self.pan.x(), self.pan.y()
-        tx0 = math.floor((exposed.left() - ox) / TILE)
-        ty0 = math.floor((exposed.top() - oy) / TILE)
-        tx1 = math.floor((exposed.right() - ox) / TILE)
-        ty1 = math.floor((exposed.bottom() - oy) / TILE)
+        tile = self.tile_px
+        tx0 = math.floor((exposed.left() - ox) / tile)
+        ty0 = math.floor((exposed.top() - oy) / tile)
+        tx1 = math.floor((exposed.right() - ox) / tile)
+        ty1 = math.floor((exposed.bottom() - oy) / tile)
+        deadline = time.perf_counter() + PAINT_BUDGET_S
+        pending = False
         for cache, make in ((self._tiles, self._make_pixels), (self._overlay_tiles, self._make_overlay)):
             for ty in range(ty0, ty1 + 1):
                 for tx in range(tx0, tx1 + 1):
+                    if (tx, ty) not in cache and time.perf_counter() > deadline:
+                        pending = True
+                        continue
                     entry = self._display_tile(cache, (tx, ty), make)
                     if entry is None:
                         continue
@@ -287,6 +308,15 @@ class CanvasView(QWidget):
         p.drawRect(doc_area.adjusted(-1, -1, 0, 0))
         if self.tool is not None:
             self.tool.paint_overlay(p, self)
+        self.pending = pending
+        if pending:
+            QTimer.singleShot(0, lambda area=QRect(exposed): self.update(area))
+
+    @property
+    def tile_px(self) -> int:
+        """Display tile side in widget pixels: 256, smaller when zoomed far out (cheaper tiles)."""
+        side = TILE_DOC_AREA * self.zoom
+        return MAX_TILE if side >= MAX_TILE else max(32, 2 ** int(math.log2(max(side, 1))))
 
     def resizeEvent(self, event) -> None:
         if event.oldSize().width() <= 0 and self.doc is not None:
