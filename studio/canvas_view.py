@@ -13,7 +13,7 @@ import math
 import time
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QWidget
 
@@ -74,7 +74,7 @@ class CanvasView(QWidget):
         self._checker = QBrush(_checker_pixmap())
         self._panning: QPointF | None = None
         self.space_held = False
-        self._tablet_pressure: float | None = None
+        self._tablet_down = False
         self.paint_count = 0  # for tests and benchmarks
         self.pending = False  # display tiles still to build after the last paint
 
@@ -324,12 +324,27 @@ class CanvasView(QWidget):
         super().resizeEvent(event)
 
     # --- input -------------------------------------------------------------------
-    def _pressure(self) -> float:
-        return 1.0 if self._tablet_pressure is None else self._tablet_pressure
-
     def tabletEvent(self, event) -> None:
-        self._tablet_pressure = float(event.pressure())
-        event.ignore()  # Qt then synthesises the matching mouse event, which carries the position
+        """A pen: the same tool calls as the mouse, with the pen's pressure (size and opacity)."""
+        if self.tool is None or self.doc is None or self._panning is not None or self.space_held:
+            event.ignore()  # Qt then sends the matching mouse event (panning works as with a mouse)
+            return
+        pt = self.to_doc(event.position())
+        pressure = float(event.pressure())
+        kind = event.type()
+        if kind == QEvent.TabletPress and event.button() == Qt.LeftButton:
+            self._tablet_down = True
+            self.tool.press(self, pt.x(), pt.y(), pressure, event.modifiers())
+        elif kind == QEvent.TabletMove:
+            self.cursor_moved.emit(pt.x(), pt.y())
+            if self._tablet_down:
+                self.tool.move(self, pt.x(), pt.y(), pressure, event.modifiers())
+            else:
+                self.tool.hover(self, pt.x(), pt.y())
+        elif kind == QEvent.TabletRelease and self._tablet_down:
+            self._tablet_down = False
+            self.tool.release(self, pt.x(), pt.y(), event.modifiers())
+        event.accept()
 
     def mousePressEvent(self, event) -> None:
         if event.button() == Qt.MiddleButton or (event.button() == Qt.LeftButton and self.space_held):
@@ -338,7 +353,7 @@ class CanvasView(QWidget):
             return
         if event.button() == Qt.LeftButton and self.tool is not None and self.doc is not None:
             pt = self.to_doc(event.position())
-            self.tool.press(self, pt.x(), pt.y(), self._pressure(), event.modifiers())
+            self.tool.press(self, pt.x(), pt.y(), 1.0, event.modifiers())
 
     def mouseMoveEvent(self, event) -> None:
         if self._panning is not None:
@@ -350,7 +365,7 @@ class CanvasView(QWidget):
         self.cursor_moved.emit(pt.x(), pt.y())
         if self.tool is not None and self.doc is not None:
             if event.buttons() & Qt.LeftButton:
-                self.tool.move(self, pt.x(), pt.y(), self._pressure(), event.modifiers())
+                self.tool.move(self, pt.x(), pt.y(), 1.0, event.modifiers())
             else:
                 self.tool.hover(self, pt.x(), pt.y())
 
@@ -362,7 +377,6 @@ class CanvasView(QWidget):
         if event.button() == Qt.LeftButton and self.tool is not None and self.doc is not None:
             pt = self.to_doc(event.position())
             self.tool.release(self, pt.x(), pt.y(), event.modifiers())
-        self._tablet_pressure = None
 
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120

@@ -231,3 +231,33 @@ def test_a_model_that_ignores_prompts_greys_out_the_prompt(window):
     assert "ignores prompts" in window.generation.model_state.text()
     window.generation.set_model_state("sd15", "ready", "", False)
     assert window.generation.prompt.isEnabled()
+
+
+def test_pen_pressure_drives_the_brush(window):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QPointingDevice, QTabletEvent
+    from PySide6.QtWidgets import QApplication
+
+    view = window.view
+    window.select_tool("brush")
+    window.set_color((0, 0, 0))
+    window.tool_options.size.setValue(30)
+    pen = QPointingDevice.primaryPointingDevice()
+
+    def stroke(y, pressure):
+        for kind, x in ((QEvent.TabletPress, 100), (QEvent.TabletMove, 200), (QEvent.TabletMove, 300),
+                        (QEvent.TabletRelease, 300)):
+            pos = view.to_widget(x, y)
+            button = Qt.LeftButton
+            buttons = Qt.NoButton if kind == QEvent.TabletRelease else Qt.LeftButton
+            event = QTabletEvent(kind, pen, pos, view.mapToGlobal(pos), pressure, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                 Qt.NoModifier, button, buttons)
+            QApplication.sendEvent(view, event)
+
+    stroke(100, 1.0)
+    stroke(300, 0.2)
+    flat = window.doc.flatten()
+    hard = (flat[80:121, 200, 0] < 245).sum()  # stroke width across y at full pressure
+    soft = (flat[280:321, 200, 0] < 245).sum()
+    assert hard >= 25 and 0 < soft < hard / 2  # light pressure: a thinner line...
+    assert flat[300, 200, 0] > flat[100, 200, 0] + 100  # ...and a lighter one
