@@ -5,7 +5,28 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    """What both training stages take; each stage adds its own fields."""
+
+    data_dir: Path
+    work_dir: Path
+    preset: str = "mini"
+    minutes: float | None = None
+    max_steps: int | None = None
+    batch: int = 8
+    lr: float = 2e-4
+    warmup: int = 200
+    device: str | None = None
+    seed: int = 0
+    resume: bool = True
+    checkpoint_minutes: float = 5.0
+    deadline: float | None = None  # absolute time.time() stop (GPU run)
+    log_every: float = 10.0
 
 
 class TrainingError(Exception):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .loop import (
-    Progress, TrainingError, append_log, autocast, load_checkpoint, lr_at, save_checkpoint, save_weights,
+    Progress, TrainConfig, TrainingError, append_log, autocast, load_checkpoint, lr_at, save_checkpoint, save_weights,
     write_json,
 )
 
@@ -72,24 +72,10 @@ def random_masks(n: int, size: int, generator, device="cpu", upscale: bool = Tru
 
 
 @dataclass
-class UnetTrainConfig:
-    data_dir: Path
-    work_dir: Path
-    preset: str = "mini"
-    minutes: float | None = None
-    max_steps: int | None = None
-    batch: int = 8
+class UnetTrainConfig(TrainConfig):
     resolution: int = 256  # the model's native resolution (latents are resolution/8)
     bank_size: int = 1500
-    lr: float = 2e-4
-    warmup: int = 200
     ema_decay: float = 0.999
-    device: str | None = None
-    seed: int = 0
-    resume: bool = True
-    checkpoint_minutes: float = 5.0
-    deadline: float | None = None
-    log_every: float = 10.0
 
 
 def _encode_params(vae, bank_u8, batch: int, device):

@@ -13,32 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .loop import (
-    Progress, TrainingError, append_log, autocast, load_checkpoint, lr_at, save_checkpoint, save_weights,
+    Progress, TrainConfig, TrainingError, append_log, autocast, load_checkpoint, lr_at, save_checkpoint, save_weights,
     write_json,
 )
 
 
 @dataclass
-class VaeTrainConfig:
-    data_dir: Path
-    work_dir: Path
-    preset: str = "mini"
-    minutes: float | None = None
-    max_steps: int | None = None
-    batch: int = 8
+class VaeTrainConfig(TrainConfig):
+    lr: float = 4e-4
     crop: int = 128  # training crop side (the model is fully convolutional)
     bank_size: int = 2000  # random crops generated per run (bank_crop² each)
     bank_crop: int = 256
-    lr: float = 4e-4
-    warmup: int = 200
     kl_weight: float = 1e-6
     grad_weight: float = 0.5
-    device: str | None = None
-    seed: int = 0
-    resume: bool = True
-    checkpoint_minutes: float = 5.0
-    deadline: float | None = None  # absolute time.time() stop (GPU run)
-    log_every: float = 10.0
 
 
 def image_gradient_l1(a, b):
@@ -94,7 +81,6 @@ def latent_std(vae, bank_u8, device, n: int = 256, batch: int = 32) -> float:
 
 def load_vae(work_dir: Path, device="cpu"):
     """The stage-1 result from a work folder (fp32, with its scaling factor)."""
-    import torch
     from diffusers import AutoencoderKL
     from safetensors.torch import load_file
 
