@@ -44,6 +44,10 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].lower().endswith((".ora", ".png", ".jpg", ".jpeg", ".webp")) \
+            and not os.path.exists(argv[0]):
+        print(f"error: {argv[0]} does not exist: check the file name.", file=sys.stderr)
+        return 2
     if not argv or (len(argv) == 1 and not argv[0].startswith("-") and os.path.exists(argv[0])):
         from studio.app import run_app
 

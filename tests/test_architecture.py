@@ -32,3 +32,9 @@ def test_importing_the_backend_is_light():
     code = "import sys, backend; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr
+
+
+def test_opening_a_missing_file_says_so():
+    done = subprocess.run([sys.executable, "main.py", "no-such-painting.ora"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
