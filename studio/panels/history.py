@@ -16,11 +16,16 @@ class HistoryPanel(QWidget):
         if self.doc is not None and self.refresh in self.doc.history.listeners:
             self.doc.history.listeners.remove(self.refresh)
         self.doc = doc
+        self._shown = None
         doc.history.listeners.append(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
         h = self.doc.history
+        state = (tuple(h.undo_descriptions), tuple(h.redo_descriptions))
+        if state == getattr(self, "_shown", None):
+            return  # e.g. the dabs of one stroke merging into the same step
+        self._shown = state
         self.list.clear()
         self.list.addItem("Start")
         for text in h.undo_descriptions:

@@ -261,3 +261,15 @@ def test_pen_pressure_drives_the_brush(window):
     soft = (flat[280:321, 200, 0] < 245).sum()
     assert hard >= 25 and 0 < soft < hard / 2  # light pressure: a thinner line...
     assert flat[300, 200, 0] > flat[100, 200, 0] + 100  # ...and a lighter one
+
+
+def test_history_panel_lists_steps_and_jumps_back(window, qtbot):
+    doc = window.doc
+    window.select_tool("brush")
+    drag(qtbot, window.view, [(50, 50), (150, 60)])
+    drag(qtbot, window.view, [(50, 150), (150, 160)])
+    items = [window.history_panel.list.item(i).text() for i in range(window.history_panel.list.count())]
+    assert items[0] == "Start" and len(items) == 3  # two strokes, each one step
+    window.history_panel._on_click(window.history_panel.list.item(1))
+    assert len(doc.history) == 1 and doc.history.can_redo
+    assert window.history_panel.list.item(2).text().endswith("(undone)")
