@@ -293,7 +293,18 @@ def _pickle_to_safetensors(path: Path) -> Path:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    """HF_HUB_OFFLINE is set, or the hub's host cannot be reached at all (no network, no DNS)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return True
+    return False
 
 
 def _hub_snapshot(repo_id: str, progress: Progress | None) -> Path:
@@ -372,15 +383,17 @@ def preflight(ref: str, *, allow_pickle: bool = False) -> ModelSource:
         )
     if source.kind == "single_file":
         inspect_checkpoint(source.path)
-    if source.kind == "hub" and _offline():
+    if source.kind == "hub":
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:
             snapshot_download(source.location, local_files_only=True)
         except LocalEntryNotFoundError as exc:
+            if not _offline():
+                return source  # not cached, but the hub is reachable: the engine downloads it
             raise ModelError(
-                f"Model {source.location} is not downloaded and the hub cannot be reached (offline): on a "
+                f"Model {source.location} is not downloaded and the hub cannot be reached: on a "
                 f"machine with internet run `huggingface-cli download {source.location}` and copy the folder "
                 f"into {paths.models_dir()}, or put a .safetensors file there."
             ) from exc

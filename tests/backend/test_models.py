@@ -173,3 +173,10 @@ def test_linear_preview_map_recovers_block_colours(tmp_path, monkeypatch):
         rgb = previewer.to_rgb(z[k:k + 1]).astype(np.float32) / 255
         target = images[k].reshape(3, 8, 8, 8, 8).mean(axis=(2, 4)).transpose(1, 2, 0)
         assert np.abs(rgb - target).max() <= 1.5 / 255
+
+
+def test_an_unreachable_hub_counts_as_offline(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.no-such-host.invalid")
+    with pytest.raises(ModelError, match="cannot be reached"):
+        preflight("someone/not-downloaded-either")
