@@ -111,11 +111,6 @@ class Engine:
     def __exit__(self, *exc) -> None:
         self.shutdown()
 
-    @property
-    def busy(self) -> bool:
-        with self._lock:
-            return self._running is not None or bool(self._pending)
-
     # --- the worker's side -------------------------------------------------
 
     def _emit(self, event: Event) -> None:

@@ -7,20 +7,26 @@ from PySide6.QtCore import QObject, Signal
 
 
 class BackgroundTask(QObject):
-    """Runs ``fn(progress)`` on a thread; reports ``progress(done, total, message)`` and ``finished(result, error)``.
+    """Runs ``fn(progress)`` on a thread, then ``done(result, error)`` on the GUI thread.
 
-    Signals cross threads queued because this object lives on the GUI thread
-    and the receivers are methods there.
+    ``finished`` is emitted on the worker thread and connected to this object's own method;
+    the object lives on the GUI thread, so Qt queues the call there.
     """
 
     progressed = Signal(int, int, str)
     finished = Signal(object, object)  # result, exception or None
 
-    def __init__(self, fn, parent=None):
+    def __init__(self, fn, done=None, parent=None):
         super().__init__(parent)
         self._fn = fn
+        self._done = done
+        self.finished.connect(self._on_finished)
         self._cancel = threading.Event()
         self.thread = threading.Thread(target=self._run, name="latent-studio-file", daemon=True)
+
+    def _on_finished(self, result, error) -> None:
+        if self._done is not None:
+            self._done(result, error)
 
     def start(self) -> "BackgroundTask":
         self.thread.start()

@@ -67,7 +67,7 @@ class JobController(QObject):
         return self.generate(values)
 
     def cancel(self, job_id: int | None = None) -> None:
-        targets = [job_id] if job_id is not None else [j for j, job in self.jobs.items()]
+        targets = [job_id] if job_id is not None else list(self.jobs)
         for j in targets:
             self.bridge.cancel(j)
 

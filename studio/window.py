@@ -431,22 +431,14 @@ class MainWindow(QMainWindow):
         self.layers.set_active(layer)
 
     def _background(self, fn, done) -> BackgroundTask:
-        task = BackgroundTask(fn, self)
-        self._tasks.add(task)
-
-        def finished(result, error, task=task):
+        def finished(result, error):
             self._tasks.discard(task)
             done(result, error)
 
-        task.finished.connect(self._dispatch_finished)
-        task._done = finished
+        task = BackgroundTask(fn, finished, self)
+        self._tasks.add(task)
         task.progressed.connect(self._show_file_progress)
         return task.start()
-
-    def _dispatch_finished(self, result, error) -> None:
-        task = self.sender()
-        if task is not None and hasattr(task, "_done"):
-            task._done(result, error)
 
     def _show_file_progress(self, done: int, total: int, message: str) -> None:
         self.statusBar().showMessage(f"{message} ({done}/{total})" if total else message)
