@@ -38,10 +38,12 @@ def register(sub) -> None:
 
     p = sub.add_parser("inpaint", parents=[common], help="repaint the masked part of an image")
     p.add_argument("--mask", required=True, help="image the size of the input; white (or alpha) = repaint")
-    p.add_argument("--strength", type=float, default=1.0)
+    p.add_argument("--strength", type=float, default=None,
+                   help="how much to repaint, 0-1 (default: the model's recommendation, else 1)")
     p.add_argument("--grow", type=int, default=8, help="grow (negative: shrink) the mask, pixels")
     p.add_argument("--feather", type=int, default=8, help="soften the mask edge, pixels")
-    p.add_argument("--fill", default="original", choices=FILL_MODES, help="what the masked area starts as")
+    p.add_argument("--fill", default=None, choices=FILL_MODES,
+                   help="what the masked area starts as (default: the model's recommendation, else original)")
     p.add_argument("--padding", type=int, default=48, help="context around the mask, pixels")
     p.set_defaults(func=_inpaint)
 
@@ -122,9 +124,30 @@ def _inpaint_request(args, image):
     from .requests import InpaintRequest
 
     mask = read_mask(args.mask, (image.shape[1], image.shape[0]))
+    _apply_inpaint_defaults(args)
     return InpaintRequest.from_document(
         image, mask, grow=args.grow, feather=args.feather, fill=args.fill, padding=args.padding, **_common(args)
     )
+
+
+def _apply_inpaint_defaults(args) -> None:
+    """Fills in --fill/--strength the user left out from what the model recommends (its
+    latent_studio.json), else the generic defaults; says so when the model recommended them."""
+    if args.fill is not None and args.strength is not None:
+        return
+    from .models import GENERIC_INPAINT_DEFAULTS, inpaint_defaults, read_info, resolve
+
+    source = resolve(args.model)
+    recommended = dict(inpaint_defaults(read_info(source)))
+    taken = []
+    for name in ("fill", "strength"):
+        if getattr(args, name) is None:
+            setattr(args, name, recommended[name])
+            if recommended[name] != dict(GENERIC_INPAINT_DEFAULTS)[name]:
+                taken.append(f"--{name} {recommended[name]:g}" if name == "strength" else f"--{name} {recommended[name]}")
+    if taken and not args.quiet:
+        print(f"note: {source.name} recommends {' '.join(taken)} for inpainting (give them to choose otherwise).",
+              file=sys.stderr)
 
 
 def _img2img_request(args, image):

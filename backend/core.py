@@ -60,6 +60,9 @@ def effective_steps(steps: int, strength: float) -> int:
     return max(1, min(int(steps * strength), steps))
 
 
+GUIDED_FILLS = ("blur", "flat")  # prefills made from the surroundings, which colour guidance follows
+
+
 @dataclass(frozen=True)
 class DiffusionSettings:
     prompt: str
@@ -98,7 +101,10 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         mask_image = Image.fromarray((mask_full > 0.5).astype(np.uint8) * 255).resize((work_w, work_h), Image.BILINEAR)
     anchor = None
     if use_inpaint and not full_region and model.is_inpainting and model.info.get("anchor_latents"):
-        anchor = _LatentAnchor(pipe, init, mask_image, s.seed)
+        # Colour guidance follows a prefill made from the surroundings only: "original" means the
+        # hole's own content (repainted freely at strength 1), "noise" means no colour to follow.
+        guide = model.colour_guide_cell if s.fill in GUIDED_FILLS else 0
+        anchor = _LatentAnchor(pipe, init, mask_image, s.seed, guide_cell=guide)
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
@@ -159,9 +165,16 @@ class _LatentAnchor:
     drifts in colour over a sampling run (a small, briefly trained one, like the embedded model)
     stays true to its surroundings with it. Enabled per model by ``"anchor_latents": true`` in
     ``latent_studio.json``.
+
+    With ``guide_cell`` (``"colour_guide_cell"``, used with the ``blur`` and ``flat`` fills), the
+    masked latents' coarse part (means over guide_cell² latent cells) is also replaced by the
+    prefilled image's, noised to the same step, at every step but the last — low-pass guidance
+    in the manner of ILVR (Choi et al., 2021). The hole's coarse colours then continue the
+    surroundings and the model paints the detail: a model too briefly trained to pick colours
+    from context fills holes without colour blotches.
     """
 
-    def __init__(self, pipe, init_image, mask_image, seed: int):
+    def __init__(self, pipe, init_image, mask_image, seed: int, guide_cell: int = 0):
         import torch
         import torch.nn.functional as F
 
@@ -175,6 +188,7 @@ class _LatentAnchor:
         generator = torch.Generator(device="cpu").manual_seed(seed + 1)
         self.noise = torch.randn(self.known.shape, generator=generator).to(param.device, param.dtype)
         self.scheduler = pipe.scheduler
+        self.guide_cell = int(guide_cell)
 
     def blend(self, latents, done: int, total: int):
         import torch
@@ -185,7 +199,17 @@ class _LatentAnchor:
         else:
             known = self.known
         known = known.to(latents.dtype)
+        if self.guide_cell and done < total:
+            latents = latents - self._low(latents) + self._low(known)
         return (1 - self.mask) * known + self.mask * latents
+
+    def _low(self, x):
+        """The coarse part of latents: means over guide_cell² cells, smoothly upsampled."""
+        import torch.nn.functional as F
+
+        cell = self.guide_cell
+        return F.interpolate(F.avg_pool2d(x, cell, ceil_mode=True), size=x.shape[-2:], mode="bilinear",
+                             align_corners=False)
 
 
 def _capture_x0(scheduler) -> dict:

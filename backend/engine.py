@@ -187,7 +187,8 @@ class Engine:
             log.exception("loading %s failed", ref)
             self._emit(ModelState(0, name, "failed", f"{name} could not be loaded ({type(exc).__name__}: {exc})."))
         else:
-            self._emit(ModelState(0, name, "ready", ignores_prompt=model.ignores_prompt))
+            self._emit(ModelState(0, name, "ready", ignores_prompt=model.ignores_prompt,
+                                   inpaint_defaults=model.inpaint_defaults))
 
     def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
         from .operations import OPERATIONS

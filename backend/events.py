@@ -73,6 +73,7 @@ class ModelState(Event):
     state: str  # "loading", "ready" or "failed"
     message: str = ""
     ignores_prompt: bool = False
+    inpaint_defaults: tuple = ()  # ((name, value), ...): the settings the model recommends for inpainting
 
 
 TERMINAL = (Result, Failed, Cancelled)

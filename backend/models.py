@@ -45,6 +45,44 @@ class ModelSource:
         return Path(self.location)
 
 
+# What inpainting starts from when neither the user nor the model says otherwise.
+GENERIC_INPAINT_DEFAULTS = (("fill", "original"), ("strength", 1.0))
+
+
+def read_info(source: ModelSource) -> dict:
+    """A folder model's ``latent_studio.json`` (embedded models carry one), else {}.
+
+    A file that cannot be read is ignored: it only holds hints, never weights.
+    """
+    info_file = source.path / "latent_studio.json" if source.kind == "folder" else None
+    if info_file is None or not info_file.is_file():
+        return {}
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
+    """The inpaint settings a model recommends (``"inpaint_defaults"`` in latent_studio.json),
+    as ((name, value), ...) over ``fill`` and ``strength``; the generic ones for the rest.
+
+    The embedded model recommends a blurred prefill repainted at strength 0.8: its briefly
+    trained denoiser picks the hole's colours less well than the surroundings' blur does.
+    """
+    from .requests import FILL_MODES
+
+    given = info.get("inpaint_defaults") if isinstance(info.get("inpaint_defaults"), dict) else {}
+    out = dict(GENERIC_INPAINT_DEFAULTS)
+    if given.get("fill") in FILL_MODES:
+        out["fill"] = given["fill"]
+    strength = given.get("strength")
+    if isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0.0 < strength <= 1.0:
+        out["strength"] = float(strength)
+    return tuple(out.items())
+
+
 def default_model() -> str:
     """The embedded model's name, or "" when none ships."""
     if paths.EMBEDDED_MODELS.is_dir():
@@ -122,6 +160,17 @@ class LoadedModel:
         return self.source.name
 
     @property
+    def inpaint_defaults(self) -> tuple[tuple[str, object], ...]:
+        return inpaint_defaults(self.info)
+
+    @property
+    def colour_guide_cell(self) -> int:
+        """Latent cells over which the hole's coarse colours follow the prefilled image at every
+        step (``"colour_guide_cell"`` in latent_studio.json; 0 = off). Needs ``anchor_latents``."""
+        cell = self.info.get("colour_guide_cell", 0)
+        return int(cell) if isinstance(cell, int) and not isinstance(cell, bool) and 0 < cell <= 64 else 0
+
+    @property
     def unet_in_channels(self) -> int:
         return int(self.inpaint.unet.config.in_channels)
 
@@ -183,10 +232,7 @@ class ModelManager:
         pipe, family = _load_pipeline(source, dtype, allow_pickle=allow_pickle, progress=progress)
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
-        info = {}
-        info_file = source.path / "latent_studio.json" if source.kind == "folder" else None
-        if info_file is not None and info_file.is_file():
-            info = json.loads(info_file.read_text())
+        info = read_info(source)
         self._loaded = LoadedModel(
             source, pipe, family, device, dtype, info=info, scheduler_config=dict(pipe.scheduler.config)
         )

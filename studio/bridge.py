@@ -22,7 +22,7 @@ class EngineBridge(QObject):
     result = Signal(int, object)  # job_id, tuple[ResultImage]
     failed = Signal(int, str, str)  # job_id, message, details
     cancelled = Signal(int)
-    model_state = Signal(str, str, str, bool)  # name, state, message, ignores_prompt
+    model_state = Signal(str, str, str, bool, object)  # name, state, message, ignores_prompt, inpaint defaults
 
     _arrived = Signal(object)
 
@@ -55,7 +55,8 @@ class EngineBridge(QObject):
         elif isinstance(event, Cancelled):
             self.cancelled.emit(event.job_id)
         elif isinstance(event, ModelState):
-            self.model_state.emit(event.name, event.state, event.message, event.ignores_prompt)
+            self.model_state.emit(event.name, event.state, event.message, event.ignores_prompt,
+                                  tuple(event.inpaint_defaults))
 
     # The engine's API, for the GUI thread.
     def submit(self, request) -> int:

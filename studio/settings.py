@@ -35,6 +35,7 @@ class GenerationSettings:
     upscale_scale: int = 2
     upscale_tile: int = 512
     refine_strength: float = 0.0
+    defaults_applied_for: str = ""  # the model whose recommended inpaint settings were last applied
 
 
 @dataclass
@@ -70,6 +71,8 @@ def _fill(cls, data: dict):
             value = _fill(GenerationSettings, value if isinstance(value, dict) else {})
         elif isinstance(default, bool):
             value = bool(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            continue
         elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
             continue
         elif isinstance(default, int) and isinstance(value, float):

@@ -14,7 +14,7 @@ from backend.training import data  # noqa: E402
 from backend.training.evaluate import (  # noqa: E402
     EngineModel, contact_sheet, evaluate_inpainting, load_pipeline, mean_colour_error, telea, texture_distance,
 )
-from backend.training.package import build_folder  # noqa: E402
+from backend.training.package import build_folder, unpack_folder  # noqa: E402
 from backend.training.unet import UnetTrainConfig, random_masks, train_unet  # noqa: E402
 from backend.training.vae import VaeTrainConfig, psnr, train_vae  # noqa: E402
 
@@ -75,7 +75,8 @@ def test_folder_loads_in_the_stock_inpaint_pipeline(tiny_model):
     assert index["_class_name"] == "StableDiffusionInpaintPipeline"
     assert index["safety_checker"] == [None, None]
     assert json.loads((folder / "latent_studio.json").read_text()) == {
-        "ignores_prompt": True, "native_resolution": 64, "anchor_latents": True, "name": "latent-studio-mini"}
+        "ignores_prompt": True, "native_resolution": 64, "anchor_latents": True, "colour_guide_cell": 4,
+        "inpaint_defaults": {"fill": "blur", "strength": 1.0}, "name": "latent-studio-mini"}
     assert "## Data and licences" in (folder / "README.md").read_text()
     assert all(f.suffix != ".bin" for f in folder.rglob("*"))
     pipe = load_pipeline(folder)
@@ -102,6 +103,32 @@ def test_every_prompt_gives_the_learned_null_context(tiny_model):
     for c in contexts:
         torch.testing.assert_close(c, contexts[0])
     torch.testing.assert_close(contexts[0][0, 0], null.float(), atol=1e-3, rtol=1e-3)
+
+
+def test_a_packaged_model_is_fine_tuned_from_its_weights_with_a_pair_bank(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    _, folder, _ = tiny_model
+    work = tmp_path / "ft"
+    unpack_folder(folder, work)
+    shipped = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    start = load_file(str(work / "unet_init.safetensors"))
+    assert "encoder_hid_proj.bias" not in start and set(start) == set(shipped) - {"encoder_hid_proj.weight",
+                                                                                   "encoder_hid_proj.bias"}
+    assert torch.equal(load_file(str(work / "null_init.safetensors"))["null"],
+                       shipped["encoder_hid_proj.bias"].float())
+    lines = []
+    stats = train_unet(unet_cfg(work, init=True, pair_bank=6, lr=1e-12), log=lines.append, photos=synthetic_photos())
+    assert any("starting from" in line for line in lines)
+    assert any("encoding masked crops 6/6" in line for line in lines)
+    assert stats["unet_finetune_steps"] == 3 and "unet_steps" not in stats
+    # With a vanishing learning rate the weights are still the packaged ones: it started from them.
+    tuned = load_file(str(work / "unet.safetensors"))
+    key = "conv_in.weight"
+    assert torch.allclose(tuned[key].float(), shipped[key].float(), atol=1e-3)
+    again = build_folder(work, tmp_path / "out" / "latent-studio-mini", log=lines.append)
+    record = json.loads((again / "training.json").read_text())
+    assert record["unet_steps"] == 3 and record["unet_finetune_steps"] == 3  # the first run and the fine-tune
 
 
 def test_vae_stage_resumes_from_its_checkpoint(tmp_path):

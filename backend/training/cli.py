@@ -56,6 +56,11 @@ def register(subparsers) -> None:
     p.add_argument("--resolution", type=int, default=256, help="native resolution (multiple of 8)")
     p.add_argument("--bank", type=int, default=None,
                    help="random crops encoded per run (default 192 on CPU, 4000 on CUDA)")
+    p.add_argument("--pair-bank", type=int, default=None,
+                   help="masked crops encoded once and reused (default 4 x --bank on CPU, where encoding every "
+                        "step would dominate; 0 = encode every step, the CUDA default)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
+                   help="start from a packaged model folder's UNet and VAE (fine-tune it), e.g. the embedded one")
     p.add_argument("--out", type=Path, default=None, help="model folder to write (default: resources/models/latent-studio-mini)")
     p.add_argument("--no-package", action="store_true", help="train only, do not write the model folder")
     p.add_argument("--package-from", type=Path, default=None, metavar="DIR",
@@ -141,9 +146,11 @@ def cmd_train_unet(args) -> int:
     bad = _positive(args, "minutes", "steps", "batch", "resolution", "lr")
     if bad:
         return _fail(bad)
+    if args.pair_bank is not None and args.pair_bank < 0:
+        return _fail(f"--pair-bank must be 0 or more, got {args.pair_bank}")
 
     def go():
-        from .package import DEFAULT_MODEL_DIR, build_folder
+        from .package import DEFAULT_MODEL_DIR, build_folder, unpack_folder
 
         out = args.out or DEFAULT_MODEL_DIR
         if args.package_from:
@@ -159,12 +166,22 @@ def cmd_train_unet(args) -> int:
 
         d = data.ensure_prepared(args.data_dir)
         work = args.work_dir or _default_work_dir()
+        if args.init_from is not None:
+            if not (Path(args.init_from) / "model_index.json").is_file():
+                return _fail(f"--init-from {args.init_from} is not a model folder (it has no model_index.json)")
+            if (Path(work) / "unet_ckpt.pt").is_file() and not args.fresh:
+                return _fail(f"{work} holds a UNet checkpoint to resume: add --fresh to start from "
+                             f"{args.init_from} instead, or choose another --work-dir")
+            unpack_folder(Path(args.init_from), Path(work))
         cfg = UnetTrainConfig(data_dir=d, work_dir=work, preset=args.preset, minutes=args.minutes,
                               max_steps=args.steps, batch=args.batch, resolution=args.resolution,
                               device=args.device, resume=not args.fresh)
         from .loop import pick_device
 
-        cfg.bank_size = args.bank or (4000 if pick_device(args.device).type == "cuda" else 192)
+        on_cuda = pick_device(args.device).type == "cuda"
+        cfg.bank_size = args.bank or (4000 if on_cuda else 192)
+        cfg.pair_bank = args.pair_bank if args.pair_bank is not None else (0 if on_cuda else 4 * cfg.bank_size)
+        cfg.init = args.init_from is not None
         if args.lr:
             cfg.lr = args.lr
         train_unet(cfg)

@@ -1,8 +1,10 @@
 """Quality of the embedded model on the held-out scenes.
 
 - VAE PSNR: mean per-crop PSNR of autoencoder reconstructions of held-out 256² crops.
-- Inpainting: a 64² hole in held-out crops, filled by our pipeline (the stock diffusers
-  StableDiffusionInpaintPipeline, result pasted into the hole) and by OpenCV's Telea
+- Inpainting: a 64² hole in held-out crops, filled by the engine's inpainting with the model's
+  recommended settings (``inpaint_defaults`` in latent_studio.json: what the app and CLI use unless
+  told otherwise; for a model that recommends something, also once more at the generic fill
+  "original", strength 1, i.e. the denoiser alone) and by OpenCV's Telea
   inpainting (the baseline, evaluation only). Inside the hole: the mean colour error (distance
   of the mean RGB to the truth's, 0..255) and a texture distance (L1 between normalised
   histograms of gradient magnitude, ours vs truth and Telea vs truth).
@@ -86,7 +88,12 @@ class EngineModel:
     def device(self):
         return self.model.device
 
-    def inpaint(self, image: np.ndarray, mask: np.ndarray, steps: int, seed: int) -> np.ndarray:
+    @property
+    def inpaint_defaults(self) -> dict:
+        return dict(self.model.inpaint_defaults)
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray, steps: int, seed: int, fill: str | None = None,
+                strength: float | None = None) -> np.ndarray:
         import threading
 
         from backend.core import JobContext
@@ -95,8 +102,10 @@ class EngineModel:
 
         h, w = image.shape[:2]
         rgba = np.dstack([image, np.full((h, w), 255, np.uint8)])
+        defaults = self.inpaint_defaults
         request = InpaintRequest(image=rgba, mask=mask, model=self.ref, steps=steps, seed=seed, grow=0, feather=0,
-                                 padding=max(h, w), guidance=1.0)
+                                 padding=max(h, w), guidance=1.0, fill=fill or defaults["fill"],
+                                 strength=strength or defaults["strength"])
         ctx = JobContext(0, lambda _event: None, threading.Event(), self.manager, preview_interval=1e9)
         (result,) = run_inpaint(ctx, request)
         x, y, rw, rh = result.rect
@@ -117,8 +126,9 @@ def load_pipeline(model_dir: Path, device="cpu"):
     return pipe.to(device)
 
 
-def inpaint_ours(model: EngineModel, image: np.ndarray, mask: np.ndarray, steps: int, seed: int) -> np.ndarray:
-    result = model.inpaint(image, mask, steps, seed)
+def inpaint_ours(model: EngineModel, image: np.ndarray, mask: np.ndarray, steps: int, seed: int,
+                 **settings) -> np.ndarray:
+    result = model.inpaint(image, mask, steps, seed, **settings)
     out = image.copy()
     m = mask > 0
     out[m] = result[m]
@@ -126,14 +136,15 @@ def inpaint_ours(model: EngineModel, image: np.ndarray, mask: np.ndarray, steps:
 
 
 def evaluate_inpainting(pipe: EngineModel, crops: np.ndarray, steps: int = 25, hole: int = HOLE, seed: int = 0,
-                        log=print) -> InpaintScores:
+                        log=print, **settings) -> InpaintScores:
+    """Scores over ``crops``; ``settings`` (fill, strength) default to the model's recommendation."""
     size = crops.shape[1]
     boxes = hole_boxes(len(crops), size, hole, seed)
     ce_o, ce_t, tx_o, tx_t, examples = [], [], [], [], []
     for i, (crop, (y, x)) in enumerate(zip(crops, boxes)):
         mask = np.zeros(crop.shape[:2], np.uint8)
         mask[y : y + hole, x : x + hole] = 255
-        ours = inpaint_ours(pipe, crop, mask, steps, seed + i)
+        ours = inpaint_ours(pipe, crop, mask, steps, seed + i, **settings)
         base = telea(crop, mask)
         sl = (slice(y, y + hole), slice(x, x + hole))
         truth = crop[sl]
@@ -173,6 +184,8 @@ def contact_sheet(examples, path: Path, max_rows: int = 8) -> Path:
 def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int = 16, steps: int = 25,
         device: str = "cpu", log=print) -> dict:
     """All metrics on the held-out set; prints one line per metric and returns them."""
+    from backend.models import GENERIC_INPAINT_DEFAULTS
+
     from . import data
     from .vae import psnr, reconstruct
 
@@ -181,17 +194,32 @@ def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int = 16, 
     recon = reconstruct(pipe.vae, crops, pipe.device)
     vae_psnr = psnr(crops, recon)
     pick = crops[:: max(1, len(crops) // n_inpaint)][:n_inpaint]
-    log(f"inpainting {len(pick)} held-out crops ({steps} steps each) and the Telea baseline ...")
+    recommended = pipe.inpaint_defaults
+    generic = dict(GENERIC_INPAINT_DEFAULTS)
+    said = f"fill {recommended['fill']}, strength {recommended['strength']:g}"
+    log(f"inpainting {len(pick)} held-out crops ({steps} steps each, {said}) and the Telea baseline ...")
     scores = evaluate_inpainting(pipe, pick, steps=steps, log=log)
+    bare = None
+    if recommended != generic:
+        log(f"once more with fill {generic['fill']}, strength {generic['strength']:g} (the denoiser alone) ...")
+        bare = evaluate_inpainting(pipe, pick, steps=steps, log=log, **generic)
     sheet = contact_sheet(scores.examples, sheet_path)
     verdict = lambda ok: "ok" if ok else "below the bar"  # noqa: E731
+    ratio = lambda s: s.ours_colour_error / max(s.telea_colour_error, 1e-9)  # noqa: E731
     log(f"VAE PSNR: {vae_psnr:.2f} dB ({len(crops)} held-out crops; goal >= 24: {verdict(vae_psnr >= 24)})")
     log(f"Inpaint colour error: {scores.ours_colour_error:.2f} (Telea {scores.telea_colour_error:.2f}; "
-        f"ratio {scores.ours_colour_error / max(scores.telea_colour_error, 1e-9):.2f}, goal <= 1.10: "
-        f"{verdict(scores.colour_ok)})")
+        f"ratio {ratio(scores):.2f}, goal <= 1.10: {verdict(scores.colour_ok)}; {said})")
     log(f"Inpaint texture distance: {scores.ours_texture:.3f} (Telea {scores.telea_texture:.3f}; goal below Telea: "
-        f"{verdict(scores.texture_ok)})")
+        f"{verdict(scores.texture_ok)}; {said})")
+    metrics = dict(vae_psnr=vae_psnr, ours_colour_error=scores.ours_colour_error,
+                   telea_colour_error=scores.telea_colour_error, ours_texture=scores.ours_texture,
+                   telea_texture=scores.telea_texture, inpaint_fill=recommended["fill"],
+                   inpaint_strength=recommended["strength"], crops=len(pick), contact_sheet=str(sheet))
+    if bare is not None:
+        log(f"Inpaint colour error, denoiser alone: {bare.ours_colour_error:.2f} (ratio {ratio(bare):.2f}; "
+            f"fill {generic['fill']}, strength {generic['strength']:g})")
+        log(f"Inpaint texture distance, denoiser alone: {bare.ours_texture:.3f} "
+            f"(fill {generic['fill']}, strength {generic['strength']:g})")
+        metrics.update(bare_colour_error=bare.ours_colour_error, bare_texture=bare.ours_texture)
     log(f"Contact sheet: {sheet}")
-    return dict(vae_psnr=vae_psnr, ours_colour_error=scores.ours_colour_error,
-                telea_colour_error=scores.telea_colour_error, ours_texture=scores.ours_texture,
-                telea_texture=scores.telea_texture, contact_sheet=str(sheet))
+    return metrics

@@ -18,6 +18,12 @@ from pathlib import Path
 from .loop import TrainingError
 
 MODEL_NAME = "latent-studio-mini"
+TRAINING_RECORD = "training.json"  # train_stats.json of the run that made a folder
+# What the app and CLI use for this model unless told otherwise (backend.models.inpaint_defaults),
+# and the latent cell size of its colour guidance (backend.core._LatentAnchor): measured with
+# `evaluate`, see the model card.
+INPAINT_DEFAULTS = {"fill": "blur", "strength": 1.0}
+COLOUR_GUIDE_CELL = 4
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "resources" / "models" / MODEL_NAME
 TOKENIZER_DIR = REPO_ROOT / "resources" / "model-configs" / "sd15" / "tokenizer"
@@ -100,8 +106,10 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
     resolution = int(stats.get("resolution", unet_cfg["sample_size"] * 8))
     (tmp / "latent_studio.json").write_text(
         json.dumps({"ignores_prompt": True, "native_resolution": resolution, "anchor_latents": True,
+                    "colour_guide_cell": COLOUR_GUIDE_CELL, "inpaint_defaults": INPAINT_DEFAULTS,
                     "name": MODEL_NAME}, indent=2) + "\n"
     )
+    (tmp / TRAINING_RECORD).write_text(json.dumps(stats, indent=1) + "\n")
     params = dict(vae=count_params(vae), unet=count_params(unet), text_encoder=count_params(te))
     card_stats = dict(stats, **(extra_card or {}))
     (tmp / "README.md").write_text(model_card(vae_cfg, unet_cfg, params, card_stats, resolution))
@@ -110,6 +118,53 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
     log(f"wrote {dest} ({size / 1e6:.1f} MB, {sum(params.values()) / 1e6:.2f}M parameters)")
     return dest
+
+
+
+
+def unpack_folder(model_dir: Path, work_dir: Path) -> None:
+    """The reverse of build_folder: a packaged model's VAE, UNet (without the text projection)
+    and null embedding as stage outputs in work_dir, so train-unet can start from them
+    (``unet_init.safetensors``; see UnetTrainConfig.init)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .loop import save_weights
+
+    model_dir, work_dir = Path(model_dir), Path(work_dir)
+    try:
+        vae_cfg = json.loads((model_dir / "vae" / "config.json").read_text())
+        vae_state = load_file(str(model_dir / "vae" / "diffusion_pytorch_model.safetensors"))
+        unet_state = load_file(str(model_dir / "unet" / "diffusion_pytorch_model.safetensors"))
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{model_dir} is not a packaged Latent Studio model ({exc})") from exc
+    if "encoder_hid_proj.bias" not in unet_state:
+        raise TrainingError(f"{model_dir}'s UNet has no learned null embedding (encoder_hid_proj): it was not "
+                            "packaged by train-unet, so it cannot be fine-tuned here")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    keep = {k: v for k, v in vae_cfg.items() if not k.startswith("_")}
+    (work_dir / "vae_config.json").write_text(json.dumps(keep, indent=1))
+    save_weights(work_dir / "vae.safetensors", vae_state, dtype=torch.float32)
+    null = unet_state.pop("encoder_hid_proj.bias").float()
+    unet_state.pop("encoder_hid_proj.weight", None)
+    save_weights(work_dir / "unet_init.safetensors", unet_state, dtype=torch.float32)
+    save_weights(work_dir / "null_init.safetensors", {"null": null}, dtype=torch.float32)
+    for stale in ("unet.safetensors", "null_embedding.safetensors"):
+        (work_dir / stale).unlink(missing_ok=True)
+    # The model's training record (build_folder keeps it in the folder), so the card goes on from it.
+    record = model_dir / TRAINING_RECORD
+    if record.is_file():
+        (work_dir / "train_stats.json").write_text(record.read_text())
+
+
+def _finetune_line(stats: dict) -> str:
+    if not stats.get("unet_finetune_steps"):
+        return ""
+    pairs = stats.get("unet_finetune_pairs") or 0
+    how = f"{pairs} masked crops encoded once and reused, mirrored at random" if pairs else "masks drawn every step"
+    return (f"\n- Then fine-tuned from those weights (`train-unet --init-from`): {stats['unet_finetune_steps']} steps, "
+            f"batch {stats.get('unet_finetune_batch', '?')}, {stats.get('unet_finetune_seconds', 0) / 60:.1f} min on "
+            f"{stats.get('unet_finetune_device', '?')} ({how}).")
 
 
 def _read_stats(work_dir: Path) -> dict:
@@ -170,13 +225,21 @@ scale has no effect; use 1.0 to skip the duplicate pass. `latent_studio.json` sa
 known image's trajectory at every step (`anchor_latents`), which stops a colour drift this briefly trained
 denoiser shows over a full sampling run.
 
+## Recommended settings
+`latent_studio.json` recommends `inpaint_defaults` {json.dumps(INPAINT_DEFAULTS)}; the app applies them
+when it switches to this model and the CLI uses them unless `--fill`/`--strength` are given. With the
+`blur` (or `flat`) fill, the engine also keeps the hole's coarse colours (means over
+{COLOUR_GUIDE_CELL}×{COLOUR_GUIDE_CELL} latent cells, {8 * COLOUR_GUIDE_CELL} px) on the blurred surroundings at every step
+(`colour_guide_cell`, low-pass guidance as in ILVR), and the denoiser paints the detail: on its own it
+picks a hole's colours from context less well than a blur of the surroundings does (see Metrics).
+
 ## Training
 - Autoencoder: L1 + 0.5 × L1 of image gradients + 1e-6 × KL, AdamW, warmup + cosine;
   {stats.get('vae_steps', '?')} steps, batch {stats.get('vae_batch', '?')} of {stats.get('vae_crop', '?')}² crops,
   {stats.get('vae_seconds', 0) / 60:.1f} min on {stats.get('vae_device', '?')}.
 - Denoiser: epsilon objective, uniform timesteps, EMA 0.999; masks: brush strokes, 1–3 boxes, border
   bands (outpainting), whole image (img2img); {stats.get('unet_steps', '?')} steps, batch {stats.get('unet_batch', '?')}
-  of {resolution}² crops, {stats.get('unet_seconds', 0) / 60:.1f} min on {stats.get('unet_device', '?')}.
+  of {resolution}² crops, {stats.get('unet_seconds', 0) / 60:.1f} min on {stats.get('unet_device', '?')}.{_finetune_line(stats)}
 - Crops: windows of 1–4× the crop side from photos downscaled to a 1024 px short side, resized with
   antialiasing, random flips, ±5 % brightness/contrast/saturation.
 - Reproduce: `python main.py prepare-data`, `python main.py train-vae --minutes N`,
@@ -184,11 +247,7 @@ denoiser shows over a full sampling run.
 {('- ' + stats['notes']) if stats.get('notes') else ''}
 
 ## Metrics (held-out scenes, `python main.py evaluate`)
-- VAE reconstruction PSNR on held-out 256² crops: {metric('vae_psnr')} dB (goal ≥ 24).
-- Inpainting 64² holes in held-out 256² crops, against OpenCV Telea: mean colour error
-  {metric('ours_colour_error')} vs {metric('telea_colour_error')} (goal: within 10 % of Telea's);
-  gradient-histogram distance to the truth {metric('ours_texture', '{:.3f}')} vs {metric('telea_texture', '{:.3f}')}
-  (goal: below Telea's).
+{metrics_section(m) if m.get('ours_colour_error') is not None else "- VAE reconstruction PSNR on held-out 256² crops: " + metric('vae_psnr') + " dB (goal ≥ 24). Inpainting: not measured yet."}
 
 ## Data and licences
 Held-out scenes (never trained on): {', '.join(sorted(_heldout()))}.
@@ -225,12 +284,23 @@ def update_card_metrics(model_dir: Path, metrics: dict) -> None:
     start, end = text.find("## Metrics"), text.find("## Data and licences")
     if start < 0 or end < 0:
         raise TrainingError(f"{card} has no metrics section to update")
-    m = metrics
-    section = f"""## Metrics (held-out scenes, `python main.py evaluate`, {time.strftime('%Y-%m-%d')})
-- VAE reconstruction PSNR on held-out 256² crops: {m['vae_psnr']:.2f} dB (goal ≥ 24; CompVis kl-f8: 24.19).
-- Inpainting 64² holes in held-out 256² crops, against OpenCV Telea: mean colour error
-  {m['ours_colour_error']:.2f} vs {m['telea_colour_error']:.2f} (goal: within 10 % of Telea's);
-  gradient-histogram distance to the truth {m['ours_texture']:.3f} vs {m['telea_texture']:.3f} (goal: below Telea's).
+    section = f"## Metrics (held-out scenes, `python main.py evaluate`, {time.strftime('%Y-%m-%d')})\n"
+    card.write_text(text[:start] + section + metrics_section(metrics) + "\n" + text[end:])
 
-"""
-    card.write_text(text[:start] + section + text[end:])
+
+def metrics_section(m: dict) -> str:
+    """The card's metric lines from `evaluate`'s figures."""
+    lines = [
+        f"- VAE reconstruction PSNR on held-out 256² crops: {m['vae_psnr']:.2f} dB (goal ≥ 24; CompVis kl-f8: 24.19).",
+        f"- Inpainting 64² holes in {m.get('crops', 16)} held-out 256² crops, against OpenCV Telea, with the recommended "
+        f"settings (fill {m.get('inpaint_fill', '?')}, strength {m.get('inpaint_strength', 1.0):g}): mean colour error "
+        f"{m['ours_colour_error']:.2f} vs {m['telea_colour_error']:.2f} (ratio "
+        f"{m['ours_colour_error'] / max(m['telea_colour_error'], 1e-9):.2f}; goal ≤ 1.10); gradient-histogram "
+        f"distance to the truth {m['ours_texture']:.3f} vs {m['telea_texture']:.3f} (goal: below Telea's).",
+    ]
+    if m.get("bare_colour_error") is not None:
+        lines.append(
+            f"- The denoiser alone (fill original, strength 1, so no colour guidance): colour error "
+            f"{m['bare_colour_error']:.2f} (ratio {m['bare_colour_error'] / max(m['telea_colour_error'], 1e-9):.2f}), "
+            f"texture distance {m['bare_texture']:.3f}.")
+    return "\n".join(lines) + "\n"

@@ -76,21 +76,85 @@ class UnetTrainConfig(TrainConfig):
     resolution: int = 256  # the model's native resolution (latents are resolution/8)
     bank_size: int = 1500
     ema_decay: float = 0.999
+    # Masked crops encoded once and sampled from (0: encode every step). On a CPU the VAE encoder
+    # costs ten times a UNet step, so a bank of (crop, mask, masked latent) triples is what makes
+    # CPU training worth its time; jointly flipped, each triple serves twice.
+    pair_bank: int = 0
+    # Start from unet_init.safetensors + null_init.safetensors in the work folder (package.unpack_folder)
+    # instead of random weights: a fine-tune, recorded apart from the first training in the stats.
+    init: bool = False
 
 
-def _encode_params(vae, bank_u8, batch: int, device):
+def _encode_params(vae, bank_u8, batch: int, device, say=None):
     """Latent distribution (mean, std) of every bank crop, so training encodes only masked images."""
     import torch
 
     from .vae import to_unit
 
     means, stds = [], []
+    eta = _Eta("encoding crops", len(bank_u8), say)
     with torch.no_grad(), autocast(device):
         for i in range(0, len(bank_u8), batch):
             d = vae.encode(to_unit(bank_u8[i : i + batch])).latent_dist
             means.append(d.mean.float())
             stds.append(d.std.float())
+            eta.update(min(len(bank_u8), i + batch))
     return torch.cat(means), torch.cat(stds)
+
+
+class _Eta:
+    """Progress lines for the preparation (encoding the banks) at most every 10 s."""
+
+    def __init__(self, what: str, total: int, say=None):
+        import time
+
+        self.what, self.total, self.say = what, total, say
+        self.t0 = self.last = time.monotonic()
+
+    def update(self, done: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.say is None or (now - self.last < 10 and done < self.total):
+            return
+        self.last = now
+        left = int((now - self.t0) / max(1, done) * (self.total - done))
+        self.say(f"[unet] {self.what} {done}/{self.total} | ETA {left // 60}m{left % 60:02d}s")
+
+
+def _masked_latents(vae, x, mask, grey, sf: float, device):
+    """What the pipeline feeds as the masked-image latent: the crop with the hole zeroed (grey
+    in [-1, 1]), encoded; the latent of plain grey where the whole crop is masked."""
+    import torch
+
+    full = mask.flatten(1).min(1).values > 0.5
+    with torch.no_grad(), autocast(device):
+        masked = vae.encode(x * (1 - mask)).latent_dist.sample().float() * sf
+    return torch.where(full[:, None, None, None], grey.expand_as(masked), masked)
+
+
+@dataclass
+class _Pairs:
+    crop: object  # [n] index into the crop bank
+    mask: object  # [n] index into the mask bank
+    latent: object  # [n, 4, lat, lat] masked-image latents
+
+
+def _encode_pairs(vae, bank_u8, mask_bank, n: int, resolution: int, grey, generator, batch: int, device, say):
+    import torch
+    import torch.nn.functional as F
+
+    from .vae import to_unit
+
+    crop = torch.randint(0, len(bank_u8), (n,), generator=generator).to(device)
+    mask = torch.randint(0, len(mask_bank), (n,), generator=generator).to(device)
+    sf = vae.config.scaling_factor
+    out, eta = [], _Eta("encoding masked crops", n, say)
+    for i in range(0, n, batch):
+        m = F.interpolate(mask_bank[mask[i : i + batch]].float(), size=(resolution, resolution), mode="nearest")
+        out.append(_masked_latents(vae, to_unit(bank_u8[crop[i : i + batch]]), m, grey, sf, device))
+        eta.update(min(n, i + batch))
+    return _Pairs(crop, mask, torch.cat(out))
 
 
 def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
@@ -105,6 +169,9 @@ def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
     from .models import SCHEDULER_CONFIG, build_unet, unet_config
     from .vae import _merge_stats, load_vae, to_unit
 
+    import time
+
+    began = time.time()  # --minutes covers the preparation (encoding the banks) too
     device = pick_device(cfg.device)
     work = Path(cfg.work_dir)
     logfile = work / "train_log.txt"
@@ -125,7 +192,25 @@ def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
     ema_null = null.detach().clone()
     ckpt_path = work / "unet_ckpt.pt"
     start_step, total_seconds = 0, 0.0
+    finetune = cfg.init
     ck = load_checkpoint(ckpt_path) if cfg.resume else None
+    if ck is None and cfg.init:
+        from safetensors.torch import load_file
+
+        try:
+            init_state = load_file(str(work / "unet_init.safetensors"))
+            init_null = load_file(str(work / "null_init.safetensors"))["null"]
+        except OSError as exc:
+            raise TrainingError(f"no starting weights in {work} ({exc}): pass --init-from MODEL") from exc
+        try:
+            unet.load_state_dict({k: v.float() for k, v in init_state.items()})
+        except RuntimeError as exc:
+            raise TrainingError(f"the starting UNet is not a {cfg.preset!r} preset UNet: choose its --preset") from exc
+        ema.load_state_dict(unet.state_dict())
+        with torch.no_grad():
+            null.copy_(init_null.reshape(null.shape).to(device))
+        ema_null = null.detach().clone()
+        say(f"[unet] starting from the weights in {work / 'unet_init.safetensors'} (fine-tune)")
     if ck is not None:
         if ck.get("preset") != cfg.preset or ck.get("resolution") != cfg.resolution:
             raise TrainingError(f"{ckpt_path} holds another UNet preset/resolution; use --fresh to start over")
@@ -136,6 +221,7 @@ def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
         ema_null = ck["ema_null"].to(device)
         opt.load_state_dict(ck["opt"])
         start_step, total_seconds = ck["step"], ck["seconds"]
+        finetune = bool(ck.get("init", False))
         say(f"[unet] resuming at step {start_step} ({total_seconds / 60:.1f} min trained)")
     n_params = sum(p.numel() for p in unet.parameters())
     say(f"[unet] {cfg.preset}: {n_params / 1e6:.2f}M params on {device}, batch {cfg.batch} x {cfg.resolution}², "
@@ -144,43 +230,57 @@ def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
     if photos is None:
         photos = data.load_photos(cfg.data_dir, "train")
     bank = data.make_crop_bank(photos, cfg.bank_size, cfg.resolution, seed=cfg.seed + 7 + start_step, device=device)
-    mean, std = _encode_params(vae, bank, max(cfg.batch, 16), device)
+    mean, std = _encode_params(vae, bank, max(cfg.batch, 16), device, say)
     with torch.no_grad(), autocast(device):
         grey = vae.encode(torch.zeros(1, 3, cfg.resolution, cfg.resolution, device=device)).latent_dist.mode()
     grey = grey.float() * sf
     g = torch.Generator(device="cpu").manual_seed(cfg.seed + 2 + start_step)
     n_masks = max(64, min(4096, cfg.bank_size * 2))
     mask_bank = random_masks(n_masks, cfg.resolution, g, upscale=False).to(torch.uint8).to(device)
+    pairs = None
+    if cfg.pair_bank:
+        pairs = _encode_pairs(vae, bank, mask_bank, cfg.pair_bank, cfg.resolution, grey, g, max(cfg.batch, 16),
+                              device, say)
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
     alphas = sched.alphas_cumprod.to(device)
 
+    deadline = cfg.deadline
+    if cfg.minutes is not None:
+        deadline = min(deadline or math.inf, began + cfg.minutes * 60)
     prog = Progress("unet", cfg.minutes, cfg.max_steps, start_step, log=say, every=cfg.log_every,
-                    deadline=cfg.deadline)
+                    deadline=deadline)
     last_ckpt = prog.seconds
     unet.train()
 
     def checkpoint():
         save_checkpoint(ckpt_path, model=unet.state_dict(), ema=ema.state_dict(), null=null.detach().cpu(),
                         ema_null=ema_null.cpu(), opt=opt.state_dict(), step=prog.step,
-                        seconds=total_seconds + prog.seconds, preset=cfg.preset, resolution=cfg.resolution)
+                        seconds=total_seconds + prog.seconds, preset=cfg.preset, resolution=cfg.resolution,
+                        init=finetune)
 
     while not prog.done():
         b = cfg.batch
-        idx = torch.randint(0, len(bank), (b,), generator=g).to(device)
-        x = to_unit(bank[idx])
         eps_z = torch.randn(b, 4, lat, lat, generator=g).to(device)
-        latents = (mean[idx] + std[idx] * eps_z) * sf
-        mask = mask_bank[torch.randint(0, len(mask_bank), (b,), generator=g).to(device)].float()
-        if torch.rand((), generator=g) < 0.5:
-            mask = mask.flip(-1)
-        if torch.rand((), generator=g) < 0.5:
-            mask = mask.transpose(-1, -2)
-        mask = F.interpolate(mask, size=(cfg.resolution, cfg.resolution), mode="nearest")
-        full = mask.flatten(1).min(1).values > 0.5
-        with torch.no_grad(), autocast(device):
-            masked = vae.encode(x * (1 - mask)).latent_dist.sample().float() * sf
-        masked = torch.where(full[:, None, None, None], grey.expand_as(masked), masked)
-        mask_lat = F.interpolate(mask, size=(lat, lat))
+        if pairs is not None:
+            pick = torch.randint(0, len(pairs.crop), (b,), generator=g).to(device)
+            idx = pairs.crop[pick]
+            latents = (mean[idx] + std[idx] * eps_z) * sf
+            mask_lat = F.interpolate(mask_bank[pairs.mask[pick]].float(), size=(lat, lat))
+            masked = pairs.latent[pick]
+            if torch.rand((), generator=g) < 0.5:  # the three together: a mirrored scene
+                latents, mask_lat, masked = latents.flip(-1), mask_lat.flip(-1), masked.flip(-1)
+        else:
+            idx = torch.randint(0, len(bank), (b,), generator=g).to(device)
+            x = to_unit(bank[idx])
+            latents = (mean[idx] + std[idx] * eps_z) * sf
+            mask = mask_bank[torch.randint(0, len(mask_bank), (b,), generator=g).to(device)].float()
+            if torch.rand((), generator=g) < 0.5:
+                mask = mask.flip(-1)
+            if torch.rand((), generator=g) < 0.5:
+                mask = mask.transpose(-1, -2)
+            mask = F.interpolate(mask, size=(cfg.resolution, cfg.resolution), mode="nearest")
+            masked = _masked_latents(vae, x, mask, grey, sf, device)
+            mask_lat = F.interpolate(mask, size=(lat, lat))
         noise = torch.randn(latents.shape, generator=g).to(device)
         t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g).to(device)
         a = alphas[t].view(b, 1, 1, 1)
@@ -217,6 +317,9 @@ def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
     stats = dict(unet_preset=cfg.preset, unet_params=n_params, unet_steps=prog.step,
                  unet_seconds=round(total_seconds), unet_batch=cfg.batch, resolution=cfg.resolution,
                  unet_device=str(device), unet_final_loss=prog.smoothed("loss"))
+    if finetune:  # the first training's figures stay; this run is recorded beside them
+        stats = {k.replace("unet_", "unet_finetune_", 1): v for k, v in stats.items() if k.startswith("unet_")}
+        stats["unet_finetune_pairs"] = cfg.pair_bank
     _merge_stats(work, stats)
     say(f"[unet] done: {prog.step} steps, {total_seconds / 60:.1f} min")
     return stats

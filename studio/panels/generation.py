@@ -136,6 +136,7 @@ class GenerationPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addStretch(1)
         self._fill_op = "inpaint"
+        self._defaults_applied_for = g.defaults_applied_for
         self._update_visibility()
 
     def _int(self, lo, hi, value) -> QSpinBox:
@@ -201,7 +202,8 @@ class GenerationPanel(QWidget):
             self.model.addItem(path, path)
             self.model.setCurrentText(path)
 
-    def set_model_state(self, name: str, state: str, message: str, ignores_prompt: bool) -> None:
+    def set_model_state(self, name: str, state: str, message: str, ignores_prompt: bool,
+                        inpaint_defaults: tuple = ()) -> None:
         ignored = state == "ready" and ignores_prompt
         for widget in (self.prompt, self.negative, self.guidance):
             widget.setEnabled(not ignored)
@@ -211,9 +213,31 @@ class GenerationPanel(QWidget):
             text = f"Model: loading {name}…"
         elif state == "ready":
             text = f"Model: {name} ready" + (" — it ignores prompts (trained without captions)" if ignores_prompt else "")
+            applied = self.apply_inpaint_defaults(name, dict(inpaint_defaults))
+            if applied:
+                text += f". Its recommended inpaint settings were applied: {applied}."
         else:
             text = f"Model: {message}"
         self.model_state.setText(text)
+
+    def apply_inpaint_defaults(self, name: str, defaults: dict) -> str:
+        """When a different model than last time becomes ready, takes its recommended inpaint
+        fill and strength (the generic ones for models without a recommendation); returns what
+        changed, in words, or "". The user's own changes stand until the model changes."""
+        if not defaults or name == self._defaults_applied_for:
+            return ""
+        self._defaults_applied_for = name
+        changed = []
+        fill, strength = defaults.get("fill"), defaults.get("strength")
+        if fill in FILL_MODES and self._fill_choice["inpaint"] != fill:
+            self._fill_choice["inpaint"] = fill
+            if self._fill_op == "inpaint" and self.operation_key() == "inpaint":
+                self.fill.setCurrentText(fill)
+            changed.append(f"fill {fill}")
+        if isinstance(strength, (int, float)) and abs(self.strength.value() - strength) > 1e-9:
+            self.strength.setValue(float(strength))
+            changed.append(f"strength {strength:g}")
+        return ", ".join(changed)
 
     def set_progress(self, step: int, total: int, stage: str = "") -> None:
         self.progress.setRange(0, max(1, total))
@@ -234,7 +258,7 @@ class GenerationPanel(QWidget):
             feather=self.feather.value(), padding=self.padding.value(), fill=self.fill.currentText(),
             overlap=self.overlap.value(), upscaler=self.upscaler_ref(),
             upscale_scale=int(self.upscale_scale.currentText()), upscale_tile=self.upscale_tile.value(),
-            refine_strength=self.refine_strength.value(),
+            refine_strength=self.refine_strength.value(), defaults_applied_for=self._defaults_applied_for,
         )
 
     def store(self, settings) -> None:

@@ -132,3 +132,22 @@ def test_ora_in_and_out_keeps_layers_and_the_origin(files, capsys, tiny_sd15_fol
     assert "Seed: 0" in out.layers[1].parameters
     flat_in, flat_out = load_image(files / "in.ora").flatten(), out.flatten()
     assert np.array_equal(flat_in[:10], flat_out[:10])
+
+
+def test_inpaint_takes_the_models_recommended_settings_unless_given(files, capsys, tmp_path, tiny_sd15_folder):
+    import json
+
+    model = tmp_path / "tiny-model"
+    shutil.copytree(tiny_sd15_folder, model)
+    (model / "latent_studio.json").write_text(json.dumps({"inpaint_defaults": {"fill": "blur", "strength": 0.5}}))
+    common = ["inpaint", "--image", files / "in.png", "--mask", files / "mask.png", "--model", model, "--steps", 4]
+    code = app_main.main([str(a) for a in (*common, "--out", files / "rec.png")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "recommends --fill blur --strength 0.5" in err
+    assert "Denoising strength: 0.5" in Image.open(files / "rec.png").text["parameters"]
+    code = app_main.main([str(a) for a in (*common, "--strength", 1, "--fill", "original", "--out", files / "own.png")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "note:" not in err
+    assert "Denoising strength" not in Image.open(files / "own.png").text["parameters"]

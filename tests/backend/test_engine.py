@@ -173,3 +173,55 @@ def test_preload_reports_the_model_state(engine, recorder, tiny_sd15_folder, tmp
     assert states.index(("loading", tiny_sd15_folder.name)) < states.index(("ready", tiny_sd15_folder.name))
     failed = [e for e in recorder.of(0) if isinstance(e, ModelState) and e.state == "failed"]
     assert "was not found" in failed[-1].message
+
+
+def test_colour_guidance_removes_a_colour_cast_in_the_hole_and_keeps_the_detail(tiny_sd15_inpaint_folder):
+    import torch
+    from PIL import Image
+
+    from backend.core import _LatentAnchor
+    from backend.models import ModelManager
+
+    pipe = ModelManager(device="cpu").get(str(tiny_sd15_inpaint_folder)).inpaint
+    pipe.scheduler.set_timesteps(4)
+    rng = np.random.default_rng(0)
+    init = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    mask = np.zeros((128, 128), np.uint8)
+    mask[32:96, 32:96] = 255
+    plain = _LatentAnchor(pipe, init, Image.fromarray(mask), seed=1)
+    guided = _LatentAnchor(pipe, init, Image.fromarray(mask), seed=1, guide_cell=4)
+    # What the prefilled image is at this step, plus a cast (the coarse part) and a checkerboard
+    # finer than a guide cell (detail): the model's latents in a hole it coloured wrongly.
+    target = pipe.scheduler.add_noise(plain.known, plain.noise, pipe.scheduler.timesteps[:1])
+    yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float().expand_as(target)
+    latents = target + 2.0 + checker
+    inside = plain.mask.bool().expand_as(latents)
+    a, b = plain.blend(latents, 0, 4), guided.blend(latents, 0, 4)
+    assert torch.equal(a[inside], latents[inside])  # unguided: the hole is the model's
+    assert torch.allclose(b[inside], (target + checker)[inside], atol=1e-4)  # the cast is gone, the detail stays
+    assert torch.equal(a[~inside], b[~inside])  # outside: the known image either way
+    assert torch.equal(guided.blend(latents, 4, 4), plain.blend(latents, 4, 4))  # not after the last step
+
+
+def test_colour_guidance_is_used_only_with_fills_from_the_surroundings(engine, recorder, tiny_sd15_inpaint_folder,
+                                                                       tmp_path, monkeypatch):
+    import json
+
+    from backend import core
+
+    model = tmp_path / "guided"
+    shutil.copytree(tiny_sd15_inpaint_folder, model)
+    (model / "latent_studio.json").write_text(json.dumps({"anchor_latents": True, "colour_guide_cell": 2}))
+    cells = []
+    real = core._LatentAnchor
+
+    def spy(*args, **kw):
+        cells.append(kw.get("guide_cell", 0))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(core, "_LatentAnchor", spy)
+    for fill in ("blur", "original", "flat", "noise"):
+        events = recorder.wait(engine.submit(inpaint(model, fill=fill)))
+        assert isinstance(events[-1], Result), events[-1]
+    assert cells == [2, 0, 2, 0]

@@ -180,3 +180,27 @@ def test_an_unreachable_hub_counts_as_offline(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.no-such-host.invalid")
     with pytest.raises(ModelError, match="cannot be reached"):
         preflight("someone/not-downloaded-either")
+
+
+def test_models_recommend_inpaint_settings_and_bad_hints_are_ignored(tmp_path, tiny_sd15_folder):
+    import json
+
+    from backend.models import GENERIC_INPAINT_DEFAULTS, inpaint_defaults, read_info
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_sd15_folder, folder)
+    source = resolve(str(folder))
+    assert read_info(source) == {}
+    assert inpaint_defaults({}) == GENERIC_INPAINT_DEFAULTS == (("fill", "original"), ("strength", 1.0))
+    (folder / "latent_studio.json").write_text(json.dumps({"inpaint_defaults": {"fill": "blur", "strength": 0.7}}))
+    assert dict(inpaint_defaults(read_info(source))) == {"fill": "blur", "strength": 0.7}
+    # Unknown or out-of-range values fall back to the generic ones, one by one.
+    assert dict(inpaint_defaults({"inpaint_defaults": {"fill": "lava", "strength": 0.7}})) == {
+        "fill": "original", "strength": 0.7}
+    assert dict(inpaint_defaults({"inpaint_defaults": {"fill": "flat", "strength": 0}})) == {
+        "fill": "flat", "strength": 1.0}
+    assert inpaint_defaults({"inpaint_defaults": "blur"}) == GENERIC_INPAINT_DEFAULTS
+    (folder / "latent_studio.json").write_text("{not json")
+    assert read_info(source) == {}
+    (folder / "latent_studio.json").write_text("[1, 2]")
+    assert read_info(source) == {}

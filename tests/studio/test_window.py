@@ -233,6 +233,27 @@ def test_a_model_that_ignores_prompts_greys_out_the_prompt(window):
     assert window.generation.prompt.isEnabled()
 
 
+def test_a_new_model_brings_its_recommended_inpaint_settings_once(window, tmp_path):
+    from studio import settings as settings_mod
+
+    panel = window.generation
+    panel.operation.setCurrentIndex(0)  # inpaint
+    recommended = (("fill", "blur"), ("strength", 0.8))
+    panel.set_model_state("model-a", "ready", "", True, recommended)
+    assert panel.fill.currentText() == "blur" and panel.strength.value() == 0.8
+    assert "recommended inpaint settings were applied: fill blur, strength 0.8" in panel.model_state.text()
+    panel.strength.setValue(0.95)  # the user's own choice stands while the model stays
+    panel.set_model_state("model-a", "ready", "", True, recommended)
+    assert panel.strength.value() == 0.95 and "applied" not in panel.model_state.text()
+    panel.set_model_state("sd15", "ready", "", False, (("fill", "original"), ("strength", 1.0)))
+    assert panel.fill.currentText() == "original" and panel.strength.value() == 1.0
+    # Remembered across runs: the next start does not override the user's settings again.
+    s = settings_mod.Settings()
+    panel.store(s)
+    settings_mod.save(s, tmp_path / "s.json")
+    assert settings_mod.load(tmp_path / "s.json").generation.defaults_applied_for == "sd15"
+
+
 def test_pen_pressure_drives_the_brush(window):
     from PySide6.QtCore import QEvent
     from PySide6.QtGui import QPointingDevice, QTabletEvent
