@@ -25,6 +25,8 @@ from .events import ResultImage
 from .region import prefill
 from .requests import OutpaintRequest
 
+GUIDED_OUTPAINT_FILLS = ("edge", "blur")  # prefills made from the old image: colour guidance follows them
+
 
 @dataclass(frozen=True)
 class Pass:
@@ -195,7 +197,8 @@ def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage
                 stage = f"Region {done + 1} of {n_regions}" if n_regions > 1 else ""
                 if request.count > 1:
                     stage = f"Image {k + 1} of {request.count}" + (f", {stage.lower()}" if stage else "")
-                settings = _settings(request, seed + done, model, fill="original")
+                settings = _settings(request, seed + done, model, fill="original",
+                                     guide_colours=request.fill in GUIDED_OUTPAINT_FILLS)
                 region_rect = (rx + x0, ry + y0, x1 - x0, y1 - y0)
                 out, params = diffuse_region(ctx, model, pixels, soft, region_rect, settings, stage=stage)
                 touched = soft > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
-from backend.requests import Img2ImgRequest, InpaintRequest
+from backend.requests import Img2ImgRequest, InpaintRequest, OutpaintRequest
 
 from conftest import make_scene  # tests/backend/conftest.py is first on sys.path here
 
@@ -225,3 +225,10 @@ def test_colour_guidance_is_used_only_with_fills_from_the_surroundings(engine, r
         events = recorder.wait(engine.submit(inpaint(model, fill=fill)))
         assert isinstance(events[-1], Result), events[-1]
     assert cells == [2, 0, 2, 0]
+    img, _ = make_scene()
+    for fill, cell in (("edge", 2), ("blur", 2), ("noise", 0)):  # outpaint prefills the new area itself
+        cells.clear()
+        events = recorder.wait(engine.submit(OutpaintRequest(image=img, model=str(model), right=32, steps=2,
+                                                             fill=fill)))
+        assert isinstance(events[-1], Result), events[-1]
+        assert cells and set(cells) == {cell}, fill
