@@ -138,13 +138,13 @@ def _apply_inpaint_defaults(args) -> None:
     from .models import GENERIC_INPAINT_DEFAULTS, inpaint_defaults, read_info, resolve
 
     source = resolve(args.model)
-    recommended = dict(inpaint_defaults(read_info(source)))
+    generic = dict(GENERIC_INPAINT_DEFAULTS)
     taken = []
-    for name in ("fill", "strength"):
+    for name, value in inpaint_defaults(read_info(source)):
         if getattr(args, name) is None:
-            setattr(args, name, recommended[name])
-            if recommended[name] != dict(GENERIC_INPAINT_DEFAULTS)[name]:
-                taken.append(f"--{name} {recommended[name]:g}" if name == "strength" else f"--{name} {recommended[name]}")
+            setattr(args, name, value)
+            if value != generic[name]:
+                taken.append(f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}")
     if taken and not args.quiet:
         print(f"note: {source.name} recommends {' '.join(taken)} for inpainting (give them to choose otherwise).",
               file=sys.stderr)

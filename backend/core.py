@@ -60,9 +60,6 @@ def effective_steps(steps: int, strength: float) -> int:
     return max(1, min(int(steps * strength), steps))
 
 
-GUIDED_FILLS = ("blur", "flat")  # prefills made from the surroundings, which colour guidance follows
-
-
 @dataclass(frozen=True)
 class DiffusionSettings:
     prompt: str
@@ -74,9 +71,9 @@ class DiffusionSettings:
     seed: int
     fill: str = "original"
     match_seam: bool = True
-    # Colour guidance (models with "colour_guide_cell"): None = when ``fill`` is made from the
-    # surroundings; outpaint, which prefills by itself, says so explicitly.
-    guide_colours: bool | None = None
+    # Colour guidance (models with "colour_guide_cell"): the operation turns it on when the hole's
+    # prefill is made from the surroundings.
+    guide_colours: bool = False
 
 
 def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
@@ -104,10 +101,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         mask_image = Image.fromarray((mask_full > 0.5).astype(np.uint8) * 255).resize((work_w, work_h), Image.BILINEAR)
     anchor = None
     if use_inpaint and not full_region and model.is_inpainting and model.info.get("anchor_latents"):
-        # Colour guidance follows a prefill made from the surroundings only: "original" means the
-        # hole's own content (repainted freely at strength 1), "noise" means no colour to follow.
-        follow = s.guide_colours if s.guide_colours is not None else s.fill in GUIDED_FILLS
-        guide = model.colour_guide_cell if follow else 0
+        guide = model.colour_guide_cell if s.guide_colours else 0
         anchor = _LatentAnchor(pipe, init, mask_image, s.seed, guide_cell=guide)
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)

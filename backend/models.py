@@ -68,8 +68,8 @@ def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
     """The inpaint settings a model recommends (``"inpaint_defaults"`` in latent_studio.json),
     as ((name, value), ...) over ``fill`` and ``strength``; the generic ones for the rest.
 
-    The embedded model recommends a blurred prefill repainted at strength 0.8: its briefly
-    trained denoiser picks the hole's colours less well than the surroundings' blur does.
+    The embedded model recommends the blurred prefill, which its colour guidance follows: its
+    briefly trained denoiser picks a hole's colours less well than the surroundings' blur does.
     """
     from .requests import FILL_MODES
 

@@ -23,6 +23,11 @@ class Operation(NamedTuple):
     total: Callable  # (request) -> int, cheap and never raising: Started.total
 
 
+# Inpaint prefills made from the surroundings, which colour guidance follows: "original" is the
+# hole's own content (repainted freely at strength 1), "noise" has no colour to follow.
+GUIDED_FILLS = ("blur", "flat")
+
+
 def diffusion_total(request: GenerationRequest) -> int:
     return effective_steps(request.steps, request.strength) * request.count
 
@@ -74,7 +79,8 @@ def run_inpaint(ctx: JobContext, request: InpaintRequest) -> tuple[ResultImage, 
     soft = soft[y0:y1, x0:x1]
     ox, oy = request.origin
     rect = (ox + x0, oy + y0, x1 - x0, y1 - y0)
-    return _variations(ctx, request, model, pixels, soft, rect, full_region=False, fill=request.fill)
+    return _variations(ctx, request, model, pixels, soft, rect, full_region=False, fill=request.fill,
+                       guide_colours=request.fill in GUIDED_FILLS)
 
 
 def run_img2img(ctx: JobContext, request: Img2ImgRequest) -> tuple[ResultImage, ...]:

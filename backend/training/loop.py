@@ -78,7 +78,7 @@ class Progress:
             if self.max_steps is not None:
                 left = min(left, (self.max_steps - ran) / max(rate, 1e-9))
             parts = " ".join(f"{k} {v:.4f}" for k, v in self._smooth.items())
-            self.log(f"[{self.name}] step {self.step} {parts} | {rate:.2f} steps/s | ETA {_fmt(left)}")
+            self.log(f"[{self.name}] step {self.step} {parts} | {rate:.2f} steps/s | ETA {format_eta(left)}")
 
     def smoothed(self, key: str) -> float | None:
         return self._smooth.get(key)
@@ -88,7 +88,7 @@ class Progress:
         return time.monotonic() - self.t0
 
 
-def _fmt(seconds: float) -> str:
+def format_eta(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
     seconds = max(0, int(seconds))

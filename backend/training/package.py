@@ -120,8 +120,6 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
     return dest
 
 
-
-
 def unpack_folder(model_dir: Path, work_dir: Path) -> None:
     """The reverse of build_folder: a packaged model's VAE, UNet (without the text projection)
     and null embedding as stage outputs in work_dir, so train-unet can start from them

@@ -11,12 +11,13 @@ Writes ``unet.safetensors`` (EMA weights, fp16), ``unet_config.json`` and
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .loop import (
-    Progress, TrainConfig, TrainingError, append_log, autocast, load_checkpoint, lr_at, save_checkpoint, save_weights,
-    write_json,
+    Progress, TrainConfig, TrainingError, append_log, autocast, format_eta, load_checkpoint, lr_at, save_checkpoint,
+    save_weights, write_json,
 )
 
 MASK_KINDS = ("stroke", "box", "border", "full")
@@ -106,20 +107,16 @@ class _Eta:
     """Progress lines for the preparation (encoding the banks) at most every 10 s."""
 
     def __init__(self, what: str, total: int, say=None):
-        import time
-
         self.what, self.total, self.say = what, total, say
         self.t0 = self.last = time.monotonic()
 
     def update(self, done: int) -> None:
-        import time
-
         now = time.monotonic()
         if self.say is None or (now - self.last < 10 and done < self.total):
             return
         self.last = now
-        left = int((now - self.t0) / max(1, done) * (self.total - done))
-        self.say(f"[unet] {self.what} {done}/{self.total} | ETA {left // 60}m{left % 60:02d}s")
+        left = (now - self.t0) / max(1, done) * (self.total - done)
+        self.say(f"[unet] {self.what} {done}/{self.total} | ETA {format_eta(left)}")
 
 
 def _masked_latents(vae, x, mask, grey, sf: float, device):
@@ -168,8 +165,6 @@ def train_unet(cfg: UnetTrainConfig, log=print, photos=None) -> dict:
     from .loop import pick_device
     from .models import SCHEDULER_CONFIG, build_unet, unet_config
     from .vae import _merge_stats, load_vae, to_unit
-
-    import time
 
     began = time.time()  # --minutes covers the preparation (encoding the banks) too
     device = pick_device(cfg.device)

@@ -231,7 +231,7 @@ class GenerationPanel(QWidget):
         fill, strength = defaults.get("fill"), defaults.get("strength")
         if fill in FILL_MODES and self._fill_choice["inpaint"] != fill:
             self._fill_choice["inpaint"] = fill
-            if self._fill_op == "inpaint" and self.operation_key() == "inpaint":
+            if self._fill_op == "inpaint":  # the combo holds the inpaint fills now
                 self.fill.setCurrentText(fill)
             changed.append(f"fill {fill}")
         if isinstance(strength, (int, float)) and abs(self.strength.value() - strength) > 1e-9:
