@@ -45,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--fill", default=None, choices=FILL_MODES,
                    help="what the masked area starts as (default: the model's recommendation, else original)")
     p.add_argument("--padding", type=int, default=48, help="context around the mask, pixels")
+    _detail_flag(p)
     p.set_defaults(func=_inpaint)
 
     p = sub.add_parser("img2img", parents=[common], help="variations of a whole image")
@@ -57,6 +58,7 @@ def register(sub) -> None:
     p.add_argument("--overlap", type=int, default=48, help="band of the old image blended into the new, pixels")
     p.add_argument("--fill", default="blur", choices=OUTPAINT_FILLS, help="what the new area starts as")
     p.add_argument("--strength", type=float, default=1.0)
+    _detail_flag(p)
     p.set_defaults(func=_outpaint)
 
     p = sub.add_parser("upscale", parents=[common], help="upscale an image (bundled Real-ESRGAN by default)",
@@ -75,6 +77,12 @@ def register(sub) -> None:
     p.set_defaults(func=_models)
 
 
+def _detail_flag(p) -> None:
+    p.add_argument("--no-detail", action="store_true",
+                   help="do not give the new area the surroundings' fine detail (only models that ask for it, "
+                        "like the embedded one, get it)")
+
+
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
@@ -87,6 +95,8 @@ def _common(args) -> dict:
     )
     if hasattr(args, "strength"):
         fields["strength"] = args.strength
+    if hasattr(args, "no_detail"):
+        fields["restore_detail"] = not args.no_detail
     return fields
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .errors import JobCancelled
 from .events import Event, Preview, Progress
-from .region import composite, prefill, working_size
+from .region import composite, prefill, transfer_detail, working_size
 from .samplers import make_scheduler, sampler_label
 
 
@@ -74,6 +74,8 @@ class DiffusionSettings:
     # Colour guidance (models with "colour_guide_cell"): the operation turns it on when the hole's
     # prefill is made from the surroundings.
     guide_colours: bool = False
+    # Detail transfer (models with "restore_detail"), for regions with surroundings.
+    restore_detail: bool = True
 
 
 def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
@@ -140,6 +142,8 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     generated = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
     if (work_w, work_h) != (cw, ch):
         generated = np.asarray(Image.fromarray(generated).resize((cw, ch), Image.LANCZOS))
+    if s.restore_detail and not full_region and model.restores_detail:
+        generated = transfer_detail(pixels, generated, soft, s.seed)
     result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
     params = {
         "prompt": s.prompt,
@@ -166,7 +170,8 @@ class _LatentAnchor:
 
     With ``guide_cell`` (``"colour_guide_cell"``, used with the ``blur`` and ``flat`` fills), the
     masked latents' coarse part (means over guide_cell² latent cells) is also replaced by the
-    prefilled image's, noised to the same step, at every step but the last — low-pass guidance
+    prefilled image's, noised to the same step, after every step (after the last, by the clean
+    prefill's: a final step free to drift put back a tenth of the colour error) — low-pass guidance
     in the manner of ILVR (Choi et al., 2021). The hole's coarse colours then continue the
     surroundings and the model paints the detail: a model too briefly trained to pick colours
     from context fills holes without colour blotches.
@@ -197,7 +202,7 @@ class _LatentAnchor:
         else:
             known = self.known
         known = known.to(latents.dtype)
-        if self.guide_cell and done < total:
+        if self.guide_cell:
             latents = latents - self._low(latents) + self._low(known)
         return (1 - self.mask) * known + self.mask * latents
 

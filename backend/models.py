@@ -171,6 +171,13 @@ class LoadedModel:
         return int(cell) if isinstance(cell, int) and not isinstance(cell, bool) and 0 < cell <= 64 else 0
 
     @property
+    def restores_detail(self) -> bool:
+        """Whether inpaint and outpaint give the masked area the surroundings' fine detail, which this
+        model's autoencoder loses (``"restore_detail": true`` in latent_studio.json; see
+        ``region.transfer_detail``)."""
+        return self.info.get("restore_detail") is True
+
+    @property
     def unet_in_channels(self) -> int:
         return int(self.inpaint.unet.config.in_channels)
 

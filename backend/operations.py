@@ -40,7 +40,7 @@ def _settings(request: GenerationRequest, seed: int, model, **extra) -> Diffusio
     return DiffusionSettings(
         prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
         guidance=request.guidance if not model.ignores_prompt else 1.0, strength=request.strength,
-        sampler=request.sampler, seed=seed, **extra,
+        sampler=request.sampler, seed=seed, restore_detail=request.restore_detail, **extra,
     )
 
 

@@ -71,6 +71,9 @@ class GenerationRequest:
     sampler: str = DEFAULT_SAMPLER
     origin: tuple[int, int] = (0, 0)
     allow_pickle: bool = False
+    # Inpaint and outpaint, with a model that asks for it ("restore_detail" in latent_studio.json):
+    # give the masked area the surroundings' fine detail that the model's autoencoder loses.
+    restore_detail: bool = True
 
     operation: ClassVar[str] = "generate"
 
@@ -96,6 +99,9 @@ class GenerationRequest:
         if self.sampler not in SAMPLERS:
             names = ", ".join(SAMPLERS)
             raise InvalidRequest(f"`sampler` {self.sampler!r} is unknown: choose one of {names}.")
+        for name in ("allow_pickle", "restore_detail"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidRequest(f"`{name}` must be true or false, but is {getattr(self, name)!r}.")
         for name in ("prompt", "negative_prompt", "model"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidRequest(f"`{name}` must be text, but is {getattr(self, name)!r}.")

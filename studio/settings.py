@@ -36,6 +36,7 @@ class GenerationSettings:
     upscale_tile: int = 512
     refine_strength: float = 0.0
     defaults_applied_for: str = ""  # the model whose recommended inpaint settings were last applied
+    restore_detail: bool = True  # inpaint/outpaint: detail from the surroundings, for models that ask for it
 
 
 @dataclass

@@ -43,7 +43,8 @@ def inpaint_request(doc, values: dict) -> InpaintRequest:
     return InpaintRequest(
         image=doc.flatten(region), mask=doc.selection.read(region), origin=(region.x, region.y),
         grow=values["grow"], feather=values["feather"], padding=values["padding"], fill=values["fill"],
-        strength=float(values["strength"]), **common_fields(values),
+        strength=float(values["strength"]), restore_detail=bool(values.get("restore_detail", True)),
+        **common_fields(values),
     )
 
 
@@ -76,6 +77,7 @@ def outpaint_request(doc, values: dict) -> OutpaintRequest:
     overlap = min(int(values["overlap"]), content.w // 2, content.h // 2)
     return OutpaintRequest(image=doc.flatten(content), origin=(content.x, content.y), overlap=overlap,
                            fill=values["fill"], strength=float(values["strength"]), **sides,
+                           restore_detail=bool(values.get("restore_detail", True)),
                            **common_fields(values))
 
 

@@ -4,6 +4,7 @@ No network and no real data here (the real fetch runs only from the commands).""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -76,7 +77,7 @@ def test_folder_loads_in_the_stock_inpaint_pipeline(tiny_model):
     assert index["safety_checker"] == [None, None]
     assert json.loads((folder / "latent_studio.json").read_text()) == {
         "ignores_prompt": True, "native_resolution": 64, "anchor_latents": True, "colour_guide_cell": 4,
-        "inpaint_defaults": {"fill": "blur", "strength": 1.0}, "name": "latent-studio-mini"}
+        "restore_detail": True, "inpaint_defaults": {"fill": "blur", "strength": 1.0}, "name": "latent-studio-mini"}
     assert "## Data and licences" in (folder / "README.md").read_text()
     assert all(f.suffix != ".bin" for f in folder.rglob("*"))
     pipe = load_pipeline(folder)
@@ -224,3 +225,22 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert args.func(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_write_card_records_the_metrics_and_follows_the_template(tiny_model, tmp_path):
+    from backend.training.package import TRAINING_RECORD, update_card_metrics
+
+    _, folder, _ = tiny_model
+    model = tmp_path / "model"
+    shutil.copytree(folder, model)
+    metrics = dict(vae_psnr=24.5, ours_colour_error=11.0, telea_colour_error=10.0, ours_texture=0.3,
+                   telea_texture=0.5, inpaint_fill="blur", inpaint_strength=1.0, restore_detail=True, crops=40,
+                   nodetail_colour_error=11.2, nodetail_texture=0.6, contact_sheet="/tmp/x.png")
+    update_card_metrics(model, metrics)
+    card = (model / "README.md").read_text()
+    assert "40 held-out 256² crops" in card and "detail transfer): mean colour error 11.00 vs 10.00 (ratio 1.10" in card
+    assert "without detail transfer (`restore_detail`): colour error 11.20" in card
+    assert "`restore_detail` asks the engine" in card and "## Data and licences" in card
+    record = json.loads((model / TRAINING_RECORD).read_text())
+    assert record["metrics"]["ours_texture"] == 0.3 and "contact_sheet" not in record["metrics"]
+    assert record["vae_steps"] == 3  # the training figures stay

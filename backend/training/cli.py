@@ -71,7 +71,8 @@ def register(subparsers) -> None:
     _common(p, work=False)
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded latent-studio-mini)")
     p.add_argument("--sheet", type=Path, default=None, help="contact sheet PNG (default: <cache>/evaluation/contact_sheet.png)")
-    p.add_argument("--crops", type=int, default=16, help="held-out crops to inpaint")
+    p.add_argument("--crops", type=int, default=None,
+                   help="held-out crops to inpaint (default: all of them, 40; fewer is quicker)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps per inpainting")
     p.add_argument("--write-card", action="store_true", help="record the metrics in the model card")
     p.set_defaults(func=cmd_evaluate)

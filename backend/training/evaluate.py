@@ -3,8 +3,9 @@
 - VAE PSNR: mean per-crop PSNR of autoencoder reconstructions of held-out 256² crops.
 - Inpainting: a 64² hole in held-out crops, filled by the engine's inpainting with the model's
   recommended settings (``inpaint_defaults`` in latent_studio.json: what the app and CLI use unless
-  told otherwise; for a model that recommends something, also once more at the generic fill
-  "original", strength 1, i.e. the denoiser alone) and by OpenCV's Telea
+  told otherwise; for a model that restores detail (``restore_detail``), also once without that;
+  for a model that recommends something or restores detail, also once more at the generic fill
+  "original", strength 1, without detail transfer, i.e. the denoiser alone) and by OpenCV's Telea
   inpainting (the baseline, evaluation only). Inside the hole: the mean colour error (distance
   of the mean RGB to the truth's, 0..255) and a texture distance (L1 between normalised
   histograms of gradient magnitude, ours vs truth and Telea vs truth).
@@ -92,8 +93,12 @@ class EngineModel:
     def inpaint_defaults(self) -> dict:
         return dict(self.model.inpaint_defaults)
 
+    @property
+    def restores_detail(self) -> bool:
+        return self.model.restores_detail
+
     def inpaint(self, image: np.ndarray, mask: np.ndarray, steps: int, seed: int, fill: str | None = None,
-                strength: float | None = None) -> np.ndarray:
+                strength: float | None = None, restore_detail: bool = True) -> np.ndarray:
         import threading
 
         from backend.core import JobContext
@@ -105,7 +110,7 @@ class EngineModel:
         defaults = self.inpaint_defaults
         request = InpaintRequest(image=rgba, mask=mask, model=self.ref, steps=steps, seed=seed, grow=0, feather=0,
                                  padding=max(h, w), guidance=1.0, fill=fill or defaults["fill"],
-                                 strength=strength or defaults["strength"])
+                                 strength=strength or defaults["strength"], restore_detail=restore_detail)
         ctx = JobContext(0, lambda _event: None, threading.Event(), self.manager, preview_interval=1e9)
         (result,) = run_inpaint(ctx, request)
         x, y, rw, rh = result.rect
@@ -181,7 +186,7 @@ def contact_sheet(examples, path: Path, max_rows: int = 8) -> Path:
     return path
 
 
-def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int = 16, steps: int = 25,
+def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int | None = None, steps: int = 25,
         device: str = "cpu", log=print) -> dict:
     """All metrics on the held-out set; prints one line per metric and returns them."""
     from backend.models import GENERIC_INPAINT_DEFAULTS
@@ -193,16 +198,22 @@ def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int = 16, 
     pipe = EngineModel(model_dir, device)
     recon = reconstruct(pipe.vae, crops, pipe.device)
     vae_psnr = psnr(crops, recon)
+    n_inpaint = min(n_inpaint or len(crops), len(crops))  # default: every held-out crop
     pick = crops[:: max(1, len(crops) // n_inpaint)][:n_inpaint]
     recommended = pipe.inpaint_defaults
     generic = dict(GENERIC_INPAINT_DEFAULTS)
-    said = f"fill {recommended['fill']}, strength {recommended['strength']:g}"
+    fill_said = f"fill {recommended['fill']}, strength {recommended['strength']:g}"
+    said = fill_said + (", detail transfer" if pipe.restores_detail else "")
     log(f"inpainting {len(pick)} held-out crops ({steps} steps each, {said}) and the Telea baseline ...")
     scores = evaluate_inpainting(pipe, pick, steps=steps, log=log)
-    bare = None
-    if recommended != generic:
-        log(f"once more with fill {generic['fill']}, strength {generic['strength']:g} (the denoiser alone) ...")
-        bare = evaluate_inpainting(pipe, pick, steps=steps, log=log, **generic)
+    plain = bare = None
+    if pipe.restores_detail:
+        log(f"once more without detail transfer ({fill_said}) ...")
+        plain = evaluate_inpainting(pipe, pick, steps=steps, log=log, restore_detail=False)
+    if recommended != generic or pipe.restores_detail:
+        log(f"once more with fill {generic['fill']}, strength {generic['strength']:g}, no detail transfer "
+            "(the denoiser alone) ...")
+        bare = evaluate_inpainting(pipe, pick, steps=steps, log=log, restore_detail=False, **generic)
     sheet = contact_sheet(scores.examples, sheet_path)
     verdict = lambda ok: "ok" if ok else "below the bar"  # noqa: E731
     ratio = lambda s: s.ours_colour_error / max(s.telea_colour_error, 1e-9)  # noqa: E731
@@ -214,7 +225,12 @@ def run(model_dir: Path, data_dir: Path, sheet_path: Path, n_inpaint: int = 16, 
     metrics = dict(vae_psnr=vae_psnr, ours_colour_error=scores.ours_colour_error,
                    telea_colour_error=scores.telea_colour_error, ours_texture=scores.ours_texture,
                    telea_texture=scores.telea_texture, inpaint_fill=recommended["fill"],
-                   inpaint_strength=recommended["strength"], crops=len(pick), contact_sheet=str(sheet))
+                   inpaint_strength=recommended["strength"], restore_detail=pipe.restores_detail, crops=len(pick),
+                   contact_sheet=str(sheet))
+    if plain is not None:
+        log(f"Inpaint colour error, without detail transfer: {plain.ours_colour_error:.2f} (ratio {ratio(plain):.2f})")
+        log(f"Inpaint texture distance, without detail transfer: {plain.ours_texture:.3f}")
+        metrics.update(nodetail_colour_error=plain.ours_colour_error, nodetail_texture=plain.ours_texture)
     if bare is not None:
         log(f"Inpaint colour error, denoiser alone: {bare.ours_colour_error:.2f} (ratio {ratio(bare):.2f}; "
             f"fill {generic['fill']}, strength {generic['strength']:g})")

@@ -15,6 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .loop import TrainingError
 
 MODEL_NAME = "latent-studio-mini"
@@ -106,7 +108,8 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
     resolution = int(stats.get("resolution", unet_cfg["sample_size"] * 8))
     (tmp / "latent_studio.json").write_text(
         json.dumps({"ignores_prompt": True, "native_resolution": resolution, "anchor_latents": True,
-                    "colour_guide_cell": COLOUR_GUIDE_CELL, "inpaint_defaults": INPAINT_DEFAULTS,
+                    "colour_guide_cell": COLOUR_GUIDE_CELL, "restore_detail": True,
+                    "inpaint_defaults": INPAINT_DEFAULTS,
                     "name": MODEL_NAME}, indent=2) + "\n"
     )
     (tmp / TRAINING_RECORD).write_text(json.dumps(stats, indent=1) + "\n")
@@ -230,6 +233,11 @@ when it switches to this model and the CLI uses them unless `--fill`/`--strength
 {COLOUR_GUIDE_CELL}×{COLOUR_GUIDE_CELL} latent cells, {8 * COLOUR_GUIDE_CELL} px) on the blurred surroundings at every step
 (`colour_guide_cell`, low-pass guidance as in ILVR), and the denoiser paints the detail: on its own it
 picks a hole's colours from context less well than a blur of the surroundings does (see Metrics).
+Its small autoencoder draws little of the finest detail (its reconstructions of held-out crops have about a
+third of the photos' gradient energy), so `restore_detail` asks the engine to give inpainted and outpainted
+areas the fine grain of similar-coloured surroundings, in the share the decoded image lacks around the hole
+(`backend/region.py`, `transfer_detail`); `--no-detail` and the app's "Detail from the surroundings" box turn
+it off.
 
 ## Training
 - Autoencoder: L1 + 0.5 × L1 of image gradients + 1e-6 × KL, AdamW, warmup + cosine;
@@ -244,8 +252,8 @@ picks a hole's colours from context less well than a blur of the surroundings do
   `python main.py train-unet --minutes N` (CPU or CUDA), or `tools/gpu_train.sh` + `tools/package_gpu_result.py`.
 {('- ' + stats['notes']) if stats.get('notes') else ''}
 
-## Metrics (held-out scenes, `python main.py evaluate`)
-{metrics_section(m) if m.get('ours_colour_error') is not None else "- VAE reconstruction PSNR on held-out 256² crops: " + metric('vae_psnr') + " dB (goal ≥ 24). Inpainting: not measured yet."}
+## Metrics (held-out scenes, `python main.py evaluate`{', ' + m['date'] if m.get('date') else ''})
+{metrics_section(m).rstrip() if m.get('ours_colour_error') is not None else "- VAE reconstruction PSNR on held-out 256² crops: " + metric('vae_psnr') + " dB (goal ≥ 24). Inpainting: not measured yet."}
 
 ## Data and licences
 Held-out scenes (never trained on): {', '.join(sorted(_heldout()))}.
@@ -276,14 +284,41 @@ def _heldout():
 
 
 def update_card_metrics(model_dir: Path, metrics: dict) -> None:
-    """Replace the model card's metrics section with measured values."""
-    card = Path(model_dir) / "README.md"
-    text = card.read_text()
-    start, end = text.find("## Metrics"), text.find("## Data and licences")
-    if start < 0 or end < 0:
-        raise TrainingError(f"{card} has no metrics section to update")
-    section = f"## Metrics (held-out scenes, `python main.py evaluate`, {time.strftime('%Y-%m-%d')})\n"
-    card.write_text(text[:start] + section + metrics_section(metrics) + "\n" + text[end:])
+    """Records measured metrics in the folder's training record and writes its model card afresh
+    (from the folder's configs, the record and this module's template, so the card follows
+    the template as it changes)."""
+    model_dir = Path(model_dir)
+    record = model_dir / TRAINING_RECORD
+    stats = json.loads(record.read_text()) if record.is_file() else {}
+    stats["metrics"] = {k: v for k, v in metrics.items() if k != "contact_sheet"}
+    stats["metrics"]["date"] = time.strftime("%Y-%m-%d")
+    record.write_text(json.dumps(stats, indent=1) + "\n")
+    write_card(model_dir)
+
+
+def write_card(model_dir: Path) -> None:
+    """The model card (README.md) of a packaged folder, from its configs and training record."""
+    from safetensors import safe_open
+
+    model_dir = Path(model_dir)
+    try:
+        vae_cfg = json.loads((model_dir / "vae" / "config.json").read_text())
+        unet_cfg = json.loads((model_dir / "unet" / "config.json").read_text())
+        info = json.loads((model_dir / "latent_studio.json").read_text())
+        params = {}
+        for part in ("vae", "unet", "text_encoder"):
+            files = list((model_dir / part).glob("*.safetensors"))
+            n = 0
+            for f in files:
+                with safe_open(str(f), "np") as st:
+                    n += sum(int(np.prod(st.get_slice(k).get_shape())) for k in st.keys())
+            params[part] = n
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{model_dir} is not a packaged Latent Studio model ({exc})") from exc
+    record = model_dir / TRAINING_RECORD
+    stats = json.loads(record.read_text()) if record.is_file() else {}
+    (model_dir / "README.md").write_text(model_card(vae_cfg, unet_cfg, params, stats,
+                                                    int(info.get("native_resolution", 256))))
 
 
 def metrics_section(m: dict) -> str:
@@ -291,14 +326,20 @@ def metrics_section(m: dict) -> str:
     lines = [
         f"- VAE reconstruction PSNR on held-out 256² crops: {m['vae_psnr']:.2f} dB (goal ≥ 24; CompVis kl-f8: 24.19).",
         f"- Inpainting 64² holes in {m.get('crops', 16)} held-out 256² crops, against OpenCV Telea, with the recommended "
-        f"settings (fill {m.get('inpaint_fill', '?')}, strength {m.get('inpaint_strength', 1.0):g}): mean colour error "
+        f"settings (fill {m.get('inpaint_fill', '?')}, strength {m.get('inpaint_strength', 1.0):g}"
+        f"{', detail transfer' if m.get('restore_detail') else ''}): mean colour error "
         f"{m['ours_colour_error']:.2f} vs {m['telea_colour_error']:.2f} (ratio "
         f"{m['ours_colour_error'] / max(m['telea_colour_error'], 1e-9):.2f}; goal ≤ 1.10); gradient-histogram "
         f"distance to the truth {m['ours_texture']:.3f} vs {m['telea_texture']:.3f} (goal: below Telea's).",
     ]
+    if m.get("nodetail_colour_error") is not None:
+        lines.append(
+            f"- The same without detail transfer (`restore_detail`): colour error {m['nodetail_colour_error']:.2f} "
+            f"(ratio {m['nodetail_colour_error'] / max(m['telea_colour_error'], 1e-9):.2f}), texture distance "
+            f"{m['nodetail_texture']:.3f}.")
     if m.get("bare_colour_error") is not None:
         lines.append(
-            f"- The denoiser alone (fill original, strength 1, so no colour guidance): colour error "
+            f"- The denoiser alone (fill original, strength 1, so no colour guidance; no detail transfer): colour error "
             f"{m['bare_colour_error']:.2f} (ratio {m['bare_colour_error'] / max(m['telea_colour_error'], 1e-9):.2f}), "
             f"texture distance {m['bare_texture']:.3f}.")
     return "\n".join(lines) + "\n"

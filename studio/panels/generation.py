@@ -70,6 +70,11 @@ class GenerationPanel(QWidget):
         self._fill_choice = {"inpaint": g.fill if g.fill in FILL_MODES else "original",
                              "outpaint": g.fill if g.fill in OUTPAINT_FILLS else "blur"}
         self.overlap = self._int(0, 512, g.overlap)
+        self.restore_detail = QCheckBox("Detail from the surroundings")
+        self.restore_detail.setChecked(bool(g.restore_detail))
+        self.restore_detail.setToolTip(
+            "For models that ask for it (the embedded one): give the repainted area the fine grain of "
+            "similar-coloured surroundings, which the model's small autoencoder cannot draw. Other models ignore it.")
         self.upscaler = QComboBox()
         self.upscaler.setEditable(True)
         self.upscaler.setToolTip("The bundled Real-ESRGAN, lanczos, or an upscaler file (.safetensors/.pth)")
@@ -117,6 +122,7 @@ class GenerationPanel(QWidget):
         mask_form.addRow("Padding", self.padding)
         mask_form.addRow("Overlap", self.overlap)
         mask_form.addRow("Fill", self.fill)
+        mask_form.addRow(self.restore_detail)
         self._mask_form = mask_form
         self.upscale_box = QGroupBox("Upscale")
         up_form = QFormLayout(self.upscale_box)
@@ -259,6 +265,7 @@ class GenerationPanel(QWidget):
             overlap=self.overlap.value(), upscaler=self.upscaler_ref(),
             upscale_scale=int(self.upscale_scale.currentText()), upscale_tile=self.upscale_tile.value(),
             refine_strength=self.refine_strength.value(), defaults_applied_for=self._defaults_applied_for,
+            restore_detail=self.restore_detail.isChecked(),
         )
 
     def store(self, settings) -> None:

@@ -151,3 +151,22 @@ def test_inpaint_takes_the_models_recommended_settings_unless_given(files, capsy
     assert code == 0, err
     assert "note:" not in err
     assert "Denoising strength" not in Image.open(files / "own.png").text["parameters"]
+
+
+def test_no_detail_turns_the_models_detail_transfer_off(files, capsys, tmp_path, tiny_sd15_folder, monkeypatch):
+    import json
+
+    from backend import core
+
+    calls = []
+    real = core.transfer_detail
+    monkeypatch.setattr(core, "transfer_detail", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    model = tmp_path / "tiny-model"
+    shutil.copytree(tiny_sd15_folder, model)
+    (model / "latent_studio.json").write_text(json.dumps({"restore_detail": True}))
+    common = ["inpaint", "--image", files / "in.png", "--mask", files / "mask.png", "--model", model, "--steps", 2]
+    assert app_main.main([str(a) for a in (*common, "--out", files / "a.png")]) == 0, capsys.readouterr().err
+    assert calls
+    calls.clear()
+    assert app_main.main([str(a) for a in (*common, "--no-detail", "--out", files / "b.png")]) == 0
+    assert not calls

@@ -201,7 +201,11 @@ def test_colour_guidance_removes_a_colour_cast_in_the_hole_and_keeps_the_detail(
     assert torch.equal(a[inside], latents[inside])  # unguided: the hole is the model's
     assert torch.allclose(b[inside], (target + checker)[inside], atol=1e-4)  # the cast is gone, the detail stays
     assert torch.equal(a[~inside], b[~inside])  # outside: the known image either way
-    assert torch.equal(guided.blend(latents, 4, 4), plain.blend(latents, 4, 4))  # not after the last step
+    # After the last step, too: the coarse part is then the clean prefill's.
+    done = plain.known + 2.0 + checker
+    final = guided.blend(done, 4, 4)
+    assert torch.allclose(final[inside], (plain.known + checker)[inside], atol=1e-4)
+    assert torch.equal(final[~inside], plain.blend(done, 4, 4)[~inside])
 
 
 def test_colour_guidance_is_used_only_with_fills_from_the_surroundings(engine, recorder, tiny_sd15_inpaint_folder,
@@ -232,3 +236,36 @@ def test_colour_guidance_is_used_only_with_fills_from_the_surroundings(engine, r
                                                              fill=fill)))
         assert isinstance(events[-1], Result), events[-1]
         assert cells and set(cells) == {cell}, fill
+
+
+def test_detail_transfer_runs_for_models_that_ask_for_it_unless_the_request_declines(
+        engine, recorder, tiny_sd15_inpaint_folder, tmp_path, monkeypatch):
+    import json
+
+    from backend import core
+
+    calls = []
+    real = core.transfer_detail
+
+    def spy(original, generated, soft, seed=0):
+        calls.append(soft.shape)
+        return real(original, generated, soft, seed)
+
+    monkeypatch.setattr(core, "transfer_detail", spy)
+    asks = tmp_path / "asks"
+    shutil.copytree(tiny_sd15_inpaint_folder, asks)
+    (asks / "latent_studio.json").write_text(json.dumps({"restore_detail": True}))
+    img, _ = make_scene()
+    runs = [
+        (inpaint(tiny_sd15_inpaint_folder), 0),  # the model does not ask
+        (inpaint(asks), 1),
+        (inpaint(asks, restore_detail=False), 0),
+        (OutpaintRequest(image=img, model=str(asks), right=32, steps=2), 1),
+        (OutpaintRequest(image=img, model=str(asks), right=32, steps=2, restore_detail=False), 0),
+        (Img2ImgRequest(image=img, model=str(asks), steps=2, strength=0.5), 0),  # no surroundings
+    ]
+    for request, expected in runs:
+        calls.clear()
+        events = recorder.wait(engine.submit(request))
+        assert isinstance(events[-1], Result), events[-1]
+        assert bool(calls) == bool(expected), (request.operation, calls)

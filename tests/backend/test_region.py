@@ -111,3 +111,83 @@ def test_blur_prefill_carries_the_surrounding_colour():
     m[10:30, 5:35] = 1
     out = prefill(rgb, m, "blur")
     assert out[20, 6, 0] > out[20, 6, 2] and out[20, 33, 2] > out[20, 33, 0]
+
+
+# --- detail transfer -------------------------------------------------------------
+
+
+def _fine(rng, shape, amount):
+    """Pixel-fine texture (grain) of a given strength, zero mean."""
+    return rng.normal(0, amount, shape).astype(np.float32)
+
+
+def _energy(rgb):
+    from backend.region import _high_pass
+
+    return float((_high_pass(rgb) ** 2).mean())
+
+
+def _rgba(rgb, alpha=255):
+    return np.dstack([np.clip(rgb, 0, 255).round().astype(np.uint8), np.full(rgb.shape[:2], alpha, np.uint8)])
+
+
+def test_detail_transfer_gives_a_smooth_fill_the_surroundings_grain_and_keeps_its_colour():
+    from backend.region import _gauss, transfer_detail
+
+    rng = np.random.default_rng(0)
+    original = _rgba(np.full((96, 96, 3), 120, np.float32) + _fine(rng, (96, 96, 3), 18))
+    # What a blurry autoencoder gives back: the original without its grain, and a smooth fill.
+    generated = _gauss(original[..., :3], 1)
+    soft = np.zeros((96, 96), np.float32)
+    soft[32:64, 32:64] = 1
+    generated[32:64, 32:64] = (60, 90, 150)
+    out = transfer_detail(original, generated, soft, seed=1)
+    hole = out[32:64, 32:64]
+    assert 0.5 * _energy(original[32:64, 32:64, :3]) < _energy(hole) < 1.5 * _energy(original[32:64, 32:64, :3])
+    assert np.abs(hole.reshape(-1, 3).mean(0) - (60, 90, 150)).max() < 3  # the colour stays the model's
+    assert np.array_equal(out[soft == 0], generated[soft == 0])  # only the masked area changes
+    assert np.array_equal(out, transfer_detail(original, generated, soft, seed=1))  # deterministic
+    assert not np.array_equal(out, transfer_detail(original, generated, soft, seed=2))
+
+
+def test_detail_transfer_adds_nothing_where_the_generation_is_as_detailed_as_the_original():
+    from backend.region import transfer_detail
+
+    rng = np.random.default_rng(1)
+    rgb = np.full((64, 64, 3), 100, np.float32) + _fine(rng, (64, 64, 3), 15)
+    original = _rgba(rgb)
+    soft = np.zeros((64, 64), np.float32)
+    soft[20:44, 20:44] = 1
+    generated = original[..., :3].astype(np.float32)  # a perfect reconstruction around the hole
+    assert np.array_equal(transfer_detail(original, generated, soft), generated)
+
+
+def test_detail_transfer_takes_each_patch_from_surroundings_of_its_colour():
+    from backend.region import _gauss, transfer_detail
+
+    rng = np.random.default_rng(2)
+    # Left: smooth red (a cup); right: grainy blue (gravel). The hole straddles both.
+    rgb = np.zeros((96, 128, 3), np.float32)
+    rgb[:, :64] = (200, 30, 30)
+    rgb[:, 64:] = (40, 60, 160)
+    rgb[:, 64:] += _fine(rng, (96, 64, 3), 20)
+    original = _rgba(rgb)
+    generated = _gauss(original[..., :3], 1)
+    soft = np.zeros((96, 128), np.float32)
+    soft[24:72, 32:96] = 1
+    generated[24:72, 32:64] = (200, 30, 30)
+    generated[24:72, 64:96] = (40, 60, 160)
+    out = transfer_detail(original, generated, soft, seed=0)
+    red, blue = _energy(out[28:68, 36:58]), _energy(out[28:68, 70:92])
+    assert blue > 10 * red, (red, blue)
+
+
+def test_detail_transfer_does_not_take_detail_from_transparent_pixels():
+    from backend.region import transfer_detail
+
+    rng = np.random.default_rng(3)
+    original = _rgba(np.full((64, 64, 3), 128, np.float32) + _fine(rng, (64, 64, 3), 30), alpha=0)
+    soft = np.zeros((64, 64), np.float32)
+    soft[16:48, 16:48] = 1
+    generated = np.full((64, 64, 3), 128, np.float32)
+    assert np.array_equal(transfer_detail(original, generated, soft), generated)

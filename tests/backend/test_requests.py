@@ -30,6 +30,7 @@ def mask(h=64, w=64):
         ("feather", -2, "`feather` must be between 0 and 256"),
         ("fill", "paint", "`fill` 'paint' is unknown"),
         ("prompt", None, "`prompt` must be text"),
+        ("restore_detail", "yes", "`restore_detail` must be true or false"),
     ],
 )
 def test_bad_fields_are_named_with_the_fix(field, value, words):

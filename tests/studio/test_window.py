@@ -294,3 +294,22 @@ def test_history_panel_lists_steps_and_jumps_back(window, qtbot):
     window.history_panel._on_click(window.history_panel.list.item(1))
     assert len(doc.history) == 1 and doc.history.can_redo
     assert window.history_panel.list.item(2).text().endswith("(undone)")
+
+
+def test_the_detail_checkbox_reaches_inpaint_and_outpaint_requests_and_is_remembered(window, tmp_path):
+    from studio import settings as settings_mod
+    from studio.snapshot import build_request
+
+    panel = window.generation
+    panel.operation.setCurrentIndex(0)  # inpaint
+    assert panel.restore_detail.isChecked() and panel.restore_detail.isVisibleTo(window)
+    window.doc.select(Selection.rectangle(Rect(100, 100, 100, 100)))
+    assert build_request(window.doc, panel.values()).restore_detail is True
+    panel.restore_detail.setChecked(False)
+    assert build_request(window.doc, panel.values()).restore_detail is False
+    panel.operation.setCurrentIndex(2)  # img2img: no surroundings, no checkbox
+    assert not panel.restore_detail.isVisibleTo(window)
+    s = settings_mod.Settings()
+    panel.store(s)
+    settings_mod.save(s, tmp_path / "s.json")
+    assert settings_mod.load(tmp_path / "s.json").generation.restore_detail is False
