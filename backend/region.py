@@ -165,27 +165,43 @@ def seam_offset(original_rgb: np.ndarray, generated_rgb: np.ndarray, soft: np.nd
     return diff.mean(axis=0)
 
 
-def _gauss(a: np.ndarray, radius: int) -> np.ndarray:
-    """Three box blurs of ``radius`` over both axes (close to a Gaussian, sigma ≈ radius·0.82+0.6)."""
+def _binomial(a: np.ndarray) -> np.ndarray:
+    """Two passes of the [1, 2, 1] / 4 kernel along both axes (close to a Gaussian of sigma 1), edges repeated."""
     out = a.astype(np.float32)
-    for _ in range(3):
-        out = _box_blur(_box_blur(out, radius, 0), radius, 1)
+    for _ in range(2):
+        p = np.concatenate([out[:1], out, out[-1:]], axis=0)
+        out = (p[:-2] + 2 * p[1:-1] + p[2:]) * 0.25
+        p = np.concatenate([out[:, :1], out, out[:, -1:]], axis=1)
+        out = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) * 0.25
     return out
 
 
 def _high_pass(rgb: np.ndarray) -> np.ndarray:
-    """The finest detail of an image: itself minus a blur of sigma ≈ 1.4 px."""
+    """The finest detail of an image: itself minus a blur of sigma ≈ 1 px."""
     a = rgb.astype(np.float32)
-    return a - _gauss(a, 1)
+    return a - _binomial(a)
 
 
-def detail_gap(original_rgb: np.ndarray, generated_rgb: np.ndarray, band: np.ndarray) -> float:
+def _window_means(img: np.ndarray, cy: np.ndarray, cx: np.ndarray, half: int) -> np.ndarray:
+    """Mean colour of the windows [cy-half, cy+half) × [cx-half, cx+half), clipped to the image,
+    from one integral image (any number of windows at the cost of one pass)."""
+    h, w = img.shape[:2]
+    integral = np.zeros((h + 1, w + 1, img.shape[2]), np.float64)
+    integral[1:, 1:] = img.cumsum(0, dtype=np.float64).cumsum(1)
+    y0, y1 = np.clip(cy - half, 0, h), np.clip(cy + half, 0, h)
+    x0, x1 = np.clip(cx - half, 0, w), np.clip(cx + half, 0, w)
+    area = np.maximum(1, (y1 - y0) * (x1 - x0))[:, None]
+    total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return (total / area).astype(np.float32)
+
+
+def detail_gap(original_detail: np.ndarray, generated_rgb: np.ndarray, band: np.ndarray) -> float:
     """How much of the finest detail the generation lacks, 0..1, measured where it only
-    reconstructs the original (``band``): sqrt(1 − E_generated / E_original), E the energy of
-    the high-pass. 0 when the generation is as detailed as the original there."""
+    reconstructs the original (``band``): sqrt(1 − E_generated / E_original), E the energy of the
+    high-pass (``original_detail`` is the original's). 0 when the generation is as detailed there."""
     if band.sum() < 16:
         return 0.0
-    e_orig = float((_high_pass(original_rgb)[band] ** 2).mean())
+    e_orig = float((original_detail[band] ** 2).mean())
     e_gen = float((_high_pass(generated_rgb)[band] ** 2).mean())
     if e_orig <= 1e-6:
         return 0.0
@@ -201,8 +217,8 @@ def transfer_detail(original: np.ndarray, generated_rgb: np.ndarray, soft: np.nd
     the original: the share of the original's high-pass energy it lacks there (``detail_gap``)
     is the share added inside. What is added is the original's own high-pass, in Hann-windowed
     patches (half-overlapping, energy-preserving) drawn from known pixels within ``reach`` of
-    the mask; each patch is the likeliest-coloured of 64 random candidates (one of the 3
-    closest, at random), so a red cup gets the cup's detail and the wood beside it the wood's.
+    the mask; each patch is one of the 3 of 64 random candidates whose mean colour is closest
+    to the generation's there, so a red cup gets the cup's detail and the wood beside it the wood's.
     Coarse content and colour stay the model's. ``original`` is RGBA (transparent pixels are
     not known); returns float32 RGB, changed only where ``soft`` > 0.
     """
@@ -212,7 +228,8 @@ def transfer_detail(original: np.ndarray, generated_rgb: np.ndarray, soft: np.nd
         return gen
     known = ~hole & (original[..., 3] > 0)
     ring = grow_mask(hole.astype(np.uint8), band).astype(bool) & known
-    gap = detail_gap(original[..., :3], generated_rgb, ring)
+    detail = _high_pass(original[..., :3])
+    gap = detail_gap(detail, generated_rgb, ring)
     h, w = hole.shape
     half = patch // 2
     if gap <= 0.0 or h < patch or w < patch:
@@ -226,17 +243,15 @@ def transfer_detail(original: np.ndarray, generated_rgb: np.ndarray, soft: np.nd
         cy, cx = np.nonzero(~blocked)
         if not len(cy):
             return gen
-    detail = _high_pass(original[..., :3])
-    src_colour = _gauss(original[..., :3], half // 2)[cy, cx]
-    gen_low = _gauss(gen, half // 2)
-    ys, xs = np.nonzero(grow_mask(hole.astype(np.uint8), half))
+    src_colour = _window_means(original[..., :3], cy, cx, half)
+    ys, xs = np.nonzero(hole)
     ty = np.arange(ys.min() - half, ys.max() + 1, half)
     tx = np.arange(xs.min() - half, xs.max() + 1, half)
     gy, gx = np.meshgrid(ty, tx, indexing="ij")
     gy, gx = gy.ravel(), gx.ravel()
     rng = np.random.default_rng(seed)
     cand = rng.integers(0, len(cy), size=(len(gy), min(64, len(cy))))
-    want = gen_low[np.clip(gy + half, 0, h - 1), np.clip(gx + half, 0, w - 1)]
+    want = _window_means(gen, gy + half, gx + half, half)
     dist = ((src_colour[cand] - want[:, None, :]) ** 2).sum(-1)
     best = np.argsort(dist, axis=1)[:, :3]
     pick = cand[np.arange(len(gy)), best[np.arange(len(gy)), rng.integers(0, best.shape[1], len(gy))]]

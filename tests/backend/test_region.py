@@ -132,12 +132,12 @@ def _rgba(rgb, alpha=255):
 
 
 def test_detail_transfer_gives_a_smooth_fill_the_surroundings_grain_and_keeps_its_colour():
-    from backend.region import _gauss, transfer_detail
+    from backend.region import _binomial, transfer_detail
 
     rng = np.random.default_rng(0)
     original = _rgba(np.full((96, 96, 3), 120, np.float32) + _fine(rng, (96, 96, 3), 18))
     # What a blurry autoencoder gives back: the original without its grain, and a smooth fill.
-    generated = _gauss(original[..., :3], 1)
+    generated = _binomial(original[..., :3])
     soft = np.zeros((96, 96), np.float32)
     soft[32:64, 32:64] = 1
     generated[32:64, 32:64] = (60, 90, 150)
@@ -163,7 +163,7 @@ def test_detail_transfer_adds_nothing_where_the_generation_is_as_detailed_as_the
 
 
 def test_detail_transfer_takes_each_patch_from_surroundings_of_its_colour():
-    from backend.region import _gauss, transfer_detail
+    from backend.region import _binomial, transfer_detail
 
     rng = np.random.default_rng(2)
     # Left: smooth red (a cup); right: grainy blue (gravel). The hole straddles both.
@@ -172,7 +172,7 @@ def test_detail_transfer_takes_each_patch_from_surroundings_of_its_colour():
     rgb[:, 64:] = (40, 60, 160)
     rgb[:, 64:] += _fine(rng, (96, 64, 3), 20)
     original = _rgba(rgb)
-    generated = _gauss(original[..., :3], 1)
+    generated = _binomial(original[..., :3])
     soft = np.zeros((96, 128), np.float32)
     soft[24:72, 32:96] = 1
     generated[24:72, 32:64] = (200, 30, 30)
