@@ -173,8 +173,9 @@ class _LatentAnchor:
     prefilled image's, noised to the same step, after every step (after the last, by the clean
     prefill's: a final step free to drift put back a tenth of the colour error) — low-pass guidance
     in the manner of ILVR (Choi et al., 2021). The hole's coarse colours then continue the
-    surroundings and the model paints the detail: a model too briefly trained to pick colours
-    from context fills holes without colour blotches.
+    surroundings and the model paints the detail, whose strength (RMS per latent channel) is
+    kept no greater than the surroundings' at the same step: a model too briefly trained to pick
+    colours from context fills holes without colour blotches, large or small.
     """
 
     def __init__(self, pipe, init_image, mask_image, seed: int, guide_cell: int = 0):
@@ -203,8 +204,20 @@ class _LatentAnchor:
             known = self.known
         known = known.to(latents.dtype)
         if self.guide_cell:
-            latents = latents - self._low(latents) + self._low(known)
+            latents = self._low(known) + self._damped(latents - self._low(latents), known - self._low(known))
         return (1 - self.mask) * known + self.mask * latents
+
+    def _damped(self, detail, known_detail):
+        """The hole's fine part, per channel no stronger (RMS) than the surroundings' at this step:
+        a weak model's foreign-coloured blotches fade, and detail as strong as its context stays."""
+        inside, outside = self.mask, 1 - self.mask
+        if float(outside.sum()) < 1:  # nothing known to measure against
+            return detail
+        dims = (2, 3)
+        rms_in = ((detail**2 * inside).sum(dims, keepdim=True) / inside.sum(dims, keepdim=True).clamp(min=1)).sqrt()
+        rms_out = ((known_detail**2 * outside).sum(dims, keepdim=True)
+                   / outside.sum(dims, keepdim=True).clamp(min=1)).sqrt()
+        return detail * (rms_out / rms_in.clamp(min=1e-6)).clamp(max=1)
 
     def _low(self, x):
         """The coarse part of latents: means over guide_cell² cells, smoothly upsampled."""

@@ -175,7 +175,7 @@ def test_preload_reports_the_model_state(engine, recorder, tiny_sd15_folder, tmp
     assert "was not found" in failed[-1].message
 
 
-def test_colour_guidance_removes_a_colour_cast_in_the_hole_and_keeps_the_detail(tiny_sd15_inpaint_folder):
+def test_colour_guidance_removes_a_colour_cast_keeps_detail_and_damps_blotches(tiny_sd15_inpaint_folder):
     import torch
     from PIL import Image
 
@@ -190,22 +190,33 @@ def test_colour_guidance_removes_a_colour_cast_in_the_hole_and_keeps_the_detail(
     mask[32:96, 32:96] = 255
     plain = _LatentAnchor(pipe, init, Image.fromarray(mask), seed=1)
     guided = _LatentAnchor(pipe, init, Image.fromarray(mask), seed=1, guide_cell=4)
-    # What the prefilled image is at this step, plus a cast (the coarse part) and a checkerboard
-    # finer than a guide cell (detail): the model's latents in a hole it coloured wrongly.
-    target = pipe.scheduler.add_noise(plain.known, plain.noise, pipe.scheduler.timesteps[:1])
+    inside = plain.mask.bool().expand_as(plain.known)
     yy, xx = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
-    checker = ((yy + xx) % 2 * 2 - 1).float().expand_as(target)
-    latents = target + 2.0 + checker
-    inside = plain.mask.bool().expand_as(latents)
-    a, b = plain.blend(latents, 0, 4), guided.blend(latents, 0, 4)
-    assert torch.equal(a[inside], latents[inside])  # unguided: the hole is the model's
-    assert torch.allclose(b[inside], (target + checker)[inside], atol=1e-4)  # the cast is gone, the detail stays
-    assert torch.equal(a[~inside], b[~inside])  # outside: the known image either way
-    # After the last step, too: the coarse part is then the clean prefill's.
-    done = plain.known + 2.0 + checker
-    final = guided.blend(done, 4, 4)
-    assert torch.allclose(final[inside], (plain.known + checker)[inside], atol=1e-4)
-    assert torch.equal(final[~inside], plain.blend(done, 4, 4)[~inside])
+    checker = ((yy + xx) % 2 * 2 - 1).float().expand_as(plain.known)  # finer than a guide cell: detail
+
+    def detail_rms_outside(x):  # per channel, of the fine part of the known latents
+        fine = x - guided._low(x)
+        return torch.tensor([float((fine[:, c] ** 2)[~inside[:, c]].mean().sqrt())
+                             for c in range(x.shape[1])]).view(1, -1, 1, 1)
+
+    for done, known in ((0, pipe.scheduler.add_noise(plain.known, plain.noise, pipe.scheduler.timesteps[:1])),
+                        (4, plain.known)):  # a middle step, and after the last (the clean prefill)
+        coarse = guided._low(known)
+        rms = detail_rms_outside(known)
+        # What the model made in the hole: a flat colour cast (its own coarse part) with detail
+        # weaker than the surroundings', to keep...
+        weak = 2.0 + 0.5 * rms * checker
+        a, b = plain.blend(weak, done, 4), guided.blend(weak, done, 4)
+        assert torch.equal(a[inside], weak.expand_as(a)[inside])  # unguided: the hole is the model's
+        assert torch.allclose(b[inside], (coarse + 0.5 * rms * checker)[inside], atol=1e-4)  # cast gone, detail kept
+        assert torch.equal(a[~inside], b[~inside])  # outside: the known image either way
+        # ... and a blotchy pattern ten times stronger than the surroundings' detail, damped to their strength.
+        loud = 2.0 + 10 * rms * checker
+        assert torch.allclose(guided.blend(loud, done, 4)[inside], (coarse + rms * checker)[inside], atol=1e-4)
+    # A hole with nothing known around it: nothing to measure the detail against, so it is kept.
+    whole = _LatentAnchor(pipe, init, Image.fromarray(np.full((128, 128), 255, np.uint8)), seed=1, guide_cell=4)
+    loud = 2.0 + checker
+    assert torch.allclose(whole.blend(loud, 4, 4), whole._low(whole.known) + checker, atol=1e-4)
 
 
 def test_colour_guidance_is_used_only_with_fills_from_the_surroundings(engine, recorder, tiny_sd15_inpaint_folder,
