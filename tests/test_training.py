@@ -132,6 +132,33 @@ def test_a_packaged_model_is_fine_tuned_from_its_weights_with_a_pair_bank(tiny_m
     assert record["unet_steps"] == 3 and record["unet_finetune_steps"] == 3  # the first run and the fine-tune
 
 
+def test_a_packaged_models_decoder_is_fine_tuned_with_its_latent_space_kept(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    _, folder, _ = tiny_model
+    work = tmp_path / "dec"
+    unpack_folder(folder, work)
+    before = load_file(str(work / "vae.safetensors"))
+    config = json.loads((work / "vae_config.json").read_text())
+    lines = []
+    stats = train_vae(vae_cfg(work, decoder_only=True, lr=1e-2), log=lines.append, photos=synthetic_photos())
+    assert any("fine-tuning the decoder" in line for line in lines)
+    assert stats["vae_finetune_steps"] == 3 and "vae_steps" not in stats
+    after = load_file(str(work / "vae.safetensors"))
+    for key in before:  # the encoder side is untouched (so latents and the denoiser still fit), the decoder moved
+        same = torch.equal(before[key], after[key])
+        assert same == key.startswith(("encoder.", "quant_conv.")), key
+    assert json.loads((work / "vae_config.json").read_text()) == config  # scaling factor and all
+    # Packageable straight away with the model's own UNet: unpack_folder left it as the stage-2 output.
+    again = build_folder(work, tmp_path / "out" / "latent-studio-mini", log=lines.append)
+    shipped = load_file(str(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    repacked = load_file(str(again / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert set(repacked) == set(shipped) and all(torch.equal(repacked[k], shipped[k]) for k in shipped)
+    record = json.loads((again / "training.json").read_text())
+    assert record["vae_steps"] == 3 and record["vae_finetune_steps"] == 3
+    assert "decoder alone fine-tuned" in (again / "README.md").read_text()
+
+
 def test_vae_stage_resumes_from_its_checkpoint(tmp_path):
     photos = synthetic_photos(2)
     train_vae(vae_cfg(tmp_path), log=lambda s: None, photos=photos)
@@ -215,6 +242,8 @@ def test_heldout_crops_are_cached(tmp_path):
     ["train-vae"],
     ["train-vae", "--steps", "0"],
     ["train-unet", "--package-from", "/no/such/folder"],
+    ["train-vae", "--steps", "3", "--init-from", "/no/such/model"],  # without --decoder-only
+    ["train-vae", "--steps", "3", "--decoder-only", "--init-from", "/no/such/model"],
     ["evaluate", "--model", "/no/such/model"],
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, capsys):

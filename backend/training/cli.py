@@ -48,6 +48,12 @@ def register(subparsers) -> None:
     _common(p)
     _budget(p, batch=8)
     p.add_argument("--crop", type=int, default=128, help="training crop side in pixels")
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
+                   help="first unpack a packaged model folder (its VAE, UNet and training record) into the work "
+                        "folder, e.g. the embedded one; use with --decoder-only")
+    p.add_argument("--decoder-only", action="store_true",
+                   help="fine-tune the decoder of the work folder's autoencoder, encoder frozen: the latent space "
+                        "stays, so the denoiser trained in it still fits")
     p.set_defaults(func=cmd_train_vae)
 
     p = subparsers.add_parser("train-unet", help="train the embedded model's inpainting UNet (stage 2) and package it")
@@ -129,14 +135,30 @@ def cmd_train_vae(args) -> int:
     if args.minutes is None and args.steps is None:
         return _fail("give a budget: --minutes N and/or --steps N")
 
+    init_from = getattr(args, "init_from", None)
+    decoder_only = getattr(args, "decoder_only", False)
+    if init_from is not None and not decoder_only:
+        return _fail("--init-from trains on from a model's autoencoder only with --decoder-only (a new encoder "
+                     "would change the latent space its denoiser was trained in)")
+    if init_from is not None and not (Path(init_from) / "model_index.json").is_file():
+        return _fail(f"--init-from {init_from} is not a model folder (it has no model_index.json)")
+
     def go():
         from . import data
         from .vae import VaeTrainConfig, train_vae
 
         d = data.ensure_prepared(args.data_dir)
-        cfg = VaeTrainConfig(data_dir=d, work_dir=args.work_dir or _default_work_dir(), preset=args.preset,
+        work = Path(args.work_dir or _default_work_dir())
+        if init_from is not None:
+            from .package import unpack_folder
+
+            if (work / "vae_ckpt.pt").is_file() and not args.fresh:
+                return _fail(f"{work} holds an autoencoder checkpoint to resume: add --fresh to start from "
+                             f"{init_from} instead, or choose another --work-dir")
+            unpack_folder(Path(init_from), work)
+        cfg = VaeTrainConfig(data_dir=d, work_dir=work, preset=args.preset,
                              minutes=args.minutes, max_steps=args.steps, batch=args.batch, crop=args.crop,
-                             device=args.device, resume=not args.fresh)
+                             device=args.device, resume=not args.fresh, decoder_only=decoder_only)
         if args.lr:
             cfg.lr = args.lr
         train_vae(cfg)

@@ -10,6 +10,12 @@ scikit-image or OpenCV). Trains the autoencoder for --vae-minutes, then the deno
 (7 files, each well under 16 MB). `tools/package_gpu_result.py OUT` makes the model folder.
 
     python3 -m backend.training.gpu --data .carry/data --out $OUT --vae-minutes 3 --unet-minutes 4
+
+With ``--init-from MODEL`` it fine-tunes a packaged model instead of training from scratch:
+stage 1 fine-tunes the decoder alone (encoder frozen, so the latent space and the denoiser stay
+valid) and keeps it only if the held-out PSNR rose; stage 2 fine-tunes the UNet from the
+model's weights. The work happens in a scratch folder (the unpacked fp32 weights are larger
+than what may come back); the same 7 files are exported to --out.
 """
 from __future__ import annotations
 
@@ -34,7 +40,13 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="mini")
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--init-from", type=Path, default=None, metavar="MODEL",
+                    help="fine-tune this packaged model (decoder, then UNet) instead of training from scratch")
+    ap.add_argument("--vae-lr", type=float, default=None, help="default 4e-4; 1e-4 for a decoder fine-tune")
+    ap.add_argument("--unet-lr", type=float, default=None, help="default 2e-4")
     args = ap.parse_args(argv)
+    if args.init_from is not None:
+        return finetune(args)
 
     import torch
 
@@ -100,6 +112,115 @@ def main(argv=None) -> int:
         return 1
     (out / "unet_ckpt.pt").unlink(missing_ok=True)
     files = sorted(p.name for p in out.iterdir())
+    log(f"done in {(time.time() - t_start) / 60:.1f} min; wrote {files}")
+    return 0
+
+
+def _logger(out: Path):
+    logf = open(out / "train_log.txt", "a", buffering=1)
+
+    def log(line: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {line}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+    return log
+
+
+def _export(work: Path, out: Path) -> list[str]:
+    """The stage outputs as the 7 files a GPU run returns (weights in fp16, each < 16 MB)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from .loop import save_weights
+
+    for name in ("vae.safetensors", "unet.safetensors"):
+        save_weights(out / name, load_file(str(work / name)), dtype=torch.float16)
+    for name in ("vae_config.json", "unet_config.json", "null_embedding.safetensors", "train_stats.json"):
+        shutil.copy2(work / name, out / name)
+    return sorted(p.name for p in out.iterdir())
+
+
+def finetune(args) -> int:
+    import json
+    import shutil
+    import tempfile
+
+    import torch
+
+    from . import data
+    from .loop import pick_device
+    from .package import unpack_folder
+    from .unet import UnetTrainConfig, train_unet
+    from .vae import VaeTrainConfig, load_vae, psnr, reconstruct, train_vae
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    log = _logger(out)
+    work = Path(tempfile.mkdtemp(prefix="latent-studio-finetune-"))
+    device = pick_device(args.device)
+    log(f"torch {torch.__version__}, device {device}"
+        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else " (NO CUDA: a CPU fallback run)")
+        + f"; fine-tuning {args.init_from}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    deadline = args.deadline or (time.time() + (args.vae_minutes + args.unet_minutes) * 60 + 120)
+    t_start = time.time()
+    unpack_folder(args.init_from, work)
+    photos = data.load_photos(args.data, "train")
+    crops = data.heldout_crops(args.data, size=args.resolution)
+    log(f"{len(photos)} training photos, {len(crops)} held-out crops; deadline in {(deadline - t_start) / 60:.1f} min")
+
+    def heldout_psnr() -> float:
+        vae = load_vae(work, device)
+        value = psnr(crops, reconstruct(vae, crops, device, batch=32))
+        del vae
+        return value
+
+    try:
+        stats_path = work / "train_stats.json"
+        if args.vae_minutes > 0:
+            before = heldout_psnr()
+            log(f"VAE PSNR before: {before:.2f} dB")
+            shutil.copy2(work / "vae.safetensors", work / "vae_start.safetensors")
+            record_before = stats_path.read_text()
+            vae_deadline = min(deadline - args.unet_minutes * 60 - 45, time.time() + args.vae_minutes * 60)
+            vcfg = VaeTrainConfig(
+                data_dir=args.data, work_dir=work, preset=args.preset, minutes=args.vae_minutes,
+                batch=args.vae_batch, crop=args.vae_crop, bank_size=args.bank, bank_crop=args.resolution,
+                device=str(device), resume=False, checkpoint_minutes=0, deadline=vae_deadline, log_every=15,
+                warmup=100, lr=args.vae_lr or 1e-4, decoder_only=True)
+            train_vae(vcfg, log=log, photos=photos)
+            after = heldout_psnr()
+            keep = after > before + 0.02
+            log(f"VAE PSNR after the decoder fine-tune: {after:.2f} dB (before {before:.2f}): "
+                + ("kept" if keep else "NOT kept, the model's decoder stays"))
+            if keep:
+                rec = json.loads(stats_path.read_text())
+                rec.setdefault("metrics", {})["vae_psnr"] = after
+                rec["vae_finetune_psnr_before"] = before
+                stats_path.write_text(json.dumps(rec, indent=1))
+            else:
+                shutil.copy2(work / "vae_start.safetensors", work / "vae.safetensors")
+                rec = json.loads(record_before)
+                rec["vae_decoder_finetune_rejected"] = dict(psnr_before=before, psnr_after=after)
+                stats_path.write_text(json.dumps(rec, indent=1))
+            (work / "vae_start.safetensors").unlink()
+        log(f"exported after stage 1: {_export(work, out)}")
+        ucfg = UnetTrainConfig(
+            data_dir=args.data, work_dir=work, preset=args.preset, minutes=args.unet_minutes, batch=args.unet_batch,
+            resolution=args.resolution, bank_size=args.bank, device=str(device), resume=False, checkpoint_minutes=0,
+            deadline=deadline - 30, log_every=15, warmup=200, init=True)
+        if args.unet_lr:
+            ucfg.lr = args.unet_lr
+        train_unet(ucfg, log=log, photos=photos)
+    except Exception:
+        log("fine-tune failed:\n" + traceback.format_exc())
+        return 1
+    files = _export(work, out)
     log(f"done in {(time.time() - t_start) / 60:.1f} min; wrote {files}")
     return 0
 

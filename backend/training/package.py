@@ -126,7 +126,8 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
 def unpack_folder(model_dir: Path, work_dir: Path) -> None:
     """The reverse of build_folder: a packaged model's VAE, UNet (without the text projection)
     and null embedding as stage outputs in work_dir, so train-unet can start from them
-    (``unet_init.safetensors``; see UnetTrainConfig.init)."""
+    (``unet_init.safetensors``; see UnetTrainConfig.init), train-vae --decoder-only can fine-tune
+    the decoder, and the folder can be packaged again after either stage alone."""
     import torch
     from safetensors.torch import load_file
 
@@ -150,8 +151,13 @@ def unpack_folder(model_dir: Path, work_dir: Path) -> None:
     unet_state.pop("encoder_hid_proj.weight", None)
     save_weights(work_dir / "unet_init.safetensors", unet_state, dtype=torch.float32)
     save_weights(work_dir / "null_init.safetensors", {"null": null}, dtype=torch.float32)
-    for stale in ("unet.safetensors", "null_embedding.safetensors"):
-        (work_dir / stale).unlink(missing_ok=True)
+    # The model's own UNet is also the current stage-2 output, until train-unet replaces it.
+    save_weights(work_dir / "unet.safetensors", unet_state, dtype=torch.float16)
+    save_weights(work_dir / "null_embedding.safetensors", {"null": null}, dtype=torch.float32)
+    unet_cfg = json.loads((model_dir / "unet" / "config.json").read_text())
+    drop = ("encoder_hid_dim", "encoder_hid_dim_type")
+    (work_dir / "unet_config.json").write_text(json.dumps(
+        {k: v for k, v in unet_cfg.items() if not k.startswith("_") and k not in drop}, indent=1))
     # The model's training record (build_folder keeps it in the folder), so the card goes on from it.
     record = model_dir / TRAINING_RECORD
     if record.is_file():
@@ -166,6 +172,15 @@ def _finetune_line(stats: dict) -> str:
     return (f"\n- Then fine-tuned from those weights (`train-unet --init-from`): {stats['unet_finetune_steps']} steps, "
             f"batch {stats.get('unet_finetune_batch', '?')}, {stats.get('unet_finetune_seconds', 0) / 60:.1f} min on "
             f"{stats.get('unet_finetune_device', '?')} ({how}).")
+
+
+def _decoder_line(stats: dict) -> str:
+    if not stats.get("vae_finetune_steps"):
+        return ""
+    return (f" Then its decoder alone fine-tuned (`train-vae --decoder-only`, encoder frozen, same loss less the KL "
+            f"term): {stats['vae_finetune_steps']} steps, batch {stats.get('vae_finetune_batch', '?')} of "
+            f"{stats.get('vae_finetune_crop', '?')}² crops, {stats.get('vae_finetune_seconds', 0) / 60:.1f} min on "
+            f"{stats.get('vae_finetune_device', '?')}.")
 
 
 def _read_stats(work_dir: Path) -> dict:
@@ -231,8 +246,9 @@ denoiser shows over a full sampling run.
 when it switches to this model and the CLI uses them unless `--fill`/`--strength` are given. With the
 `blur` (or `flat`) fill, the engine also keeps the hole's coarse colours (means over
 {COLOUR_GUIDE_CELL}×{COLOUR_GUIDE_CELL} latent cells, {8 * COLOUR_GUIDE_CELL} px) on the blurred surroundings at every step
-(`colour_guide_cell`, low-pass guidance as in ILVR), and the denoiser paints the detail: on its own it
-picks a hole's colours from context less well than a blur of the surroundings does (see Metrics).
+(`colour_guide_cell`, low-pass guidance as in ILVR), and the denoiser paints the detail, kept no stronger
+per latent channel than the surroundings' detail at the same step: on its own it picks a hole's colours from
+context less well than a blur of the surroundings does, and paints blotches of foreign colour (see Metrics).
 Its small autoencoder draws little of the finest detail (its reconstructions of held-out crops have about a
 third of the photos' gradient energy), so `restore_detail` asks the engine to give inpainted and outpainted
 areas the fine grain of similar-coloured surroundings, in the share the decoded image lacks around the hole
@@ -242,7 +258,7 @@ it off.
 ## Training
 - Autoencoder: L1 + 0.5 × L1 of image gradients + 1e-6 × KL, AdamW, warmup + cosine;
   {stats.get('vae_steps', '?')} steps, batch {stats.get('vae_batch', '?')} of {stats.get('vae_crop', '?')}² crops,
-  {stats.get('vae_seconds', 0) / 60:.1f} min on {stats.get('vae_device', '?')}.
+  {stats.get('vae_seconds', 0) / 60:.1f} min on {stats.get('vae_device', '?')}.{_decoder_line(stats)}
 - Denoiser: epsilon objective, uniform timesteps, EMA 0.999; masks: brush strokes, 1–3 boxes, border
   bands (outpainting), whole image (img2img); {stats.get('unet_steps', '?')} steps, batch {stats.get('unet_batch', '?')}
   of {resolution}² crops, {stats.get('unet_seconds', 0) / 60:.1f} min on {stats.get('unet_device', '?')}.{_finetune_line(stats)}

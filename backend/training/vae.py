@@ -4,6 +4,10 @@ Loss: L1 on pixels + L1 on image gradients (keeps edges sharp, cheap stand-in fo
 loss) + a tiny KL term (1e-6, as in latent diffusion's KL-regularised autoencoders).
 Writes ``vae.safetensors`` (fp16) and ``vae_config.json`` (with ``scaling_factor`` = 1 / latent
 std on training crops) into the work folder; resumes from ``vae_ckpt.pt`` there.
+
+``decoder_only`` fine-tunes the decoder of the autoencoder already in the work folder (trained
+here, or unpacked from a packaged model by ``--init-from``): the encoder stays frozen, so the
+latent space, its scaling factor and the denoiser trained in it all stay valid.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class VaeTrainConfig(TrainConfig):
     bank_crop: int = 256
     kl_weight: float = 1e-6
     grad_weight: float = 0.5
+    decoder_only: bool = False  # fine-tune work_dir's decoder; encoder (and so the latent space) frozen
 
 
 def image_gradient_l1(a, b):
@@ -106,20 +111,31 @@ def train_vae(cfg: VaeTrainConfig, log=print, photos=None) -> dict:
     logfile = work / "train_log.txt"
     say = lambda s: (log(s), append_log(logfile, s))  # noqa: E731
     torch.manual_seed(cfg.seed)
-    vae = build_vae(cfg.preset, sample_size=cfg.bank_crop).to(device)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    if cfg.decoder_only:
+        vae = load_vae(work, device)  # the autoencoder to fine-tune; its config (scaling factor) is kept
+        kept_config = json.loads((work / "vae_config.json").read_text())
+        vae.encoder.requires_grad_(False)
+        if vae.quant_conv is not None:
+            vae.quant_conv.requires_grad_(False)
+        trained = [p for p in vae.parameters() if p.requires_grad]
+        say(f"[vae] fine-tuning the decoder of {work / 'vae.safetensors'} (encoder frozen)")
+    else:
+        vae = build_vae(cfg.preset, sample_size=cfg.bank_crop).to(device)
+        trained = list(vae.parameters())
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
     ckpt_path = work / "vae_ckpt.pt"
     start_step, total_seconds = 0, 0.0
     ck = load_checkpoint(ckpt_path) if cfg.resume else None
     if ck is not None:
-        if ck.get("preset") != cfg.preset:
-            raise TrainingError(f"{ckpt_path} holds a '{ck.get('preset')}' autoencoder; use --fresh to start over")
+        if ck.get("preset") != cfg.preset or bool(ck.get("decoder_only")) != cfg.decoder_only:
+            raise TrainingError(f"{ckpt_path} holds another kind of autoencoder run; use --fresh to start over")
         vae.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start_step, total_seconds = ck["step"], ck["seconds"]
         say(f"[vae] resuming at step {start_step} ({total_seconds / 60:.1f} min trained)")
     n_params = sum(p.numel() for p in vae.parameters())
-    say(f"[vae] {cfg.preset}: {n_params / 1e6:.2f}M params on {device}, batch {cfg.batch} x {cfg.crop}²")
+    say(f"[vae] {cfg.preset}: {n_params / 1e6:.2f}M params ({sum(p.numel() for p in trained) / 1e6:.2f}M trained) "
+        f"on {device}, batch {cfg.batch} x {cfg.crop}²")
 
     if photos is None:
         photos = data.load_photos(cfg.data_dir, "train")
@@ -140,18 +156,20 @@ def train_vae(cfg: VaeTrainConfig, log=print, photos=None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg.lr, prog.step - start_step, prog.fraction(), cfg.warmup)
         with autocast(device):
-            post = vae.encode(x).latent_dist
-            z = post.sample()
+            with torch.set_grad_enabled(not cfg.decoder_only):
+                post = vae.encode(x).latent_dist
+                z = post.sample()  # a sample, as the denoiser's latents are: the decoder learns their spread
             y = vae.decode(z).sample
         y = y.float()
         rec = (y - x).abs().mean()
         grad = image_gradient_l1(y, x)
-        # LDM weights the summed KL against the summed per-pixel loss; ours are means, so divide.
-        kl = post.kl().float().mean() / x[0].numel()
-        loss = rec + cfg.grad_weight * grad + cfg.kl_weight * kl
+        loss = rec + cfg.grad_weight * grad
+        if not cfg.decoder_only:
+            # LDM weights the summed KL against the summed per-pixel loss; ours are means, so divide.
+            loss = loss + cfg.kl_weight * post.kl().float().mean() / x[0].numel()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         if not math.isfinite(loss.item()):
             raise TrainingError("the autoencoder's loss became NaN/inf: lower --lr")
@@ -160,13 +178,21 @@ def train_vae(cfg: VaeTrainConfig, log=print, photos=None) -> dict:
         if cfg.checkpoint_minutes and prog.seconds - last_ckpt > cfg.checkpoint_minutes * 60:
             last_ckpt = prog.seconds
             save_checkpoint(ckpt_path, model=vae.state_dict(), opt=opt.state_dict(), step=prog.step,
-                            seconds=total_seconds + prog.seconds, preset=cfg.preset)
+                            seconds=total_seconds + prog.seconds, preset=cfg.preset, decoder_only=cfg.decoder_only)
 
     vae.eval()
     total_seconds += prog.seconds
     if cfg.checkpoint_minutes:
         save_checkpoint(ckpt_path, model=vae.state_dict(), opt=opt.state_dict(), step=prog.step,
-                        seconds=total_seconds, preset=cfg.preset)
+                        seconds=total_seconds, preset=cfg.preset, decoder_only=cfg.decoder_only)
+    if cfg.decoder_only:  # same encoder, same latent space: the config and its scaling factor stay
+        write_json(work / "vae_config.json", kept_config)
+        save_weights(work / "vae.safetensors", vae.state_dict(), dtype=torch.float16)
+        stats = dict(vae_finetune_steps=prog.step, vae_finetune_seconds=round(total_seconds),
+                     vae_finetune_batch=cfg.batch, vae_finetune_crop=cfg.crop, vae_finetune_device=str(device))
+        _merge_stats(work, stats)
+        say(f"[vae] decoder fine-tune done: {prog.step} steps, {total_seconds / 60:.1f} min")
+        return stats
     std = latent_std(vae, bank, device, n=256 if device.type == "cuda" else 48)
     config = vae_config(cfg.preset, cfg.bank_crop)
     config["scaling_factor"] = round(1.0 / max(std, 1e-6), 5)
