@@ -159,6 +159,46 @@ def test_a_packaged_models_decoder_is_fine_tuned_with_its_latent_space_kept(tiny
     assert "decoder alone fine-tuned" in (again / "README.md").read_text()
 
 
+def test_a_gpu_runs_files_are_packaged_by_the_tool(tiny_model, tmp_path):
+    from backend.training.cli import main_package
+
+    work, _, _ = tiny_model
+    assert main_package(work, tmp_path / "latent-studio-mini") == 0
+    assert (tmp_path / "latent-studio-mini" / "model_index.json").is_file()
+
+
+def test_the_gpu_run_fine_tunes_a_packaged_model_and_returns_seven_files(tiny_model, tmp_path):
+    """tools/gpu_train.sh's fine-tune path (here on the CPU, for seconds): decoder, then UNet."""
+    from PIL import Image
+
+    from backend.training import gpu
+    from backend.training.cli import main_package
+
+    _, folder, _ = tiny_model
+    d = tmp_path / "data"
+    (d / "photos").mkdir(parents=True)
+    entries = []
+    for i, photo in enumerate(synthetic_photos(3, seed=5)):
+        Image.fromarray(photo).save(d / f"photos/p{i}.png")
+        entries.append(dict(file=f"photos/p{i}.png", split="heldout" if i == 0 else "train"))
+    (d / data.MANIFEST).write_text(json.dumps(dict(photos=entries)))
+    out = tmp_path / "out"
+    rc = gpu.main(["--data", str(d), "--out", str(out), "--init-from", str(folder), "--vae-minutes", "0.1",
+                   "--unet-minutes", "0.15", "--vae-batch", "2", "--vae-crop", "32", "--unet-batch", "2",
+                   "--bank", "4", "--preset", "tiny", "--resolution", "64", "--device", "cpu"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "null_embedding.safetensors", "train_log.txt", "train_stats.json", "unet.safetensors", "unet_config.json",
+        "vae.safetensors", "vae_config.json"]
+    log = (out / "train_log.txt").read_text()
+    assert "VAE PSNR before" in log and "decoder fine-tune" in log
+    stats = json.loads((out / "train_stats.json").read_text())
+    # The decoder is kept only if the held-out PSNR rose; either way the record says what happened.
+    assert ("vae_finetune_steps" in stats) != ("vae_decoder_finetune_rejected" in stats)
+    assert stats["unet_finetune_steps"] >= 1 and stats["unet_steps"] == 3
+    assert main_package(out, tmp_path / "latent-studio-mini") == 0
+
+
 def test_vae_stage_resumes_from_its_checkpoint(tmp_path):
     photos = synthetic_photos(2)
     train_vae(vae_cfg(tmp_path), log=lambda s: None, photos=photos)

@@ -239,6 +239,7 @@ def main_package(src: Path, dest: Path | None = None) -> int:
     """tools/package_gpu_result.py: the same as `train-unet --package-from SRC`."""
     import argparse
 
-    ns = argparse.Namespace(minutes=None, steps=None, batch=1, resolution=256, lr=None, bank=None, out=dest,
-                            package_from=Path(src))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    ns = parser.parse_args(["train-unet", "--package-from", str(src)] + (["--out", str(dest)] if dest else []))
     return cmd_train_unet(ns)

@@ -48,31 +48,12 @@ def main(argv=None) -> int:
     if args.init_from is not None:
         return finetune(args)
 
-    import torch
-
     from . import data
-    from .loop import pick_device
     from .unet import UnetTrainConfig, train_unet
     from .vae import VaeTrainConfig, load_vae, psnr, reconstruct, train_vae, _merge_stats
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    logf = open(out / "train_log.txt", "a", buffering=1)
-
-    def log(line: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {line}"
-        print(line, flush=True)
-        logf.write(line + "\n")
-
-    device = pick_device(args.device)
-    log(f"torch {torch.__version__}, device {device}"
-        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else " (NO CUDA: a CPU fallback run)"))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    deadline = args.deadline or (time.time() + (args.vae_minutes + args.unet_minutes) * 60 + 120)
-    t_start = time.time()
+    log, device, deadline, t_start = _start(args, "training from scratch")
     photos = data.load_photos(args.data, "train")
     log(f"{len(photos)} training photos loaded from {args.data}; deadline in {(deadline - t_start) / 60:.1f} min")
 
@@ -83,6 +64,8 @@ def main(argv=None) -> int:
         crop=args.vae_crop, bank_size=args.bank, bank_crop=args.resolution, device=str(device), resume=False,
         checkpoint_minutes=0, deadline=vae_deadline, log_every=15, warmup=300,
     )
+    if args.vae_lr:
+        vcfg.lr = args.vae_lr
     try:
         train_vae(vcfg, log=log, photos=photos)
     except Exception:
@@ -105,6 +88,8 @@ def main(argv=None) -> int:
         resolution=args.resolution, bank_size=args.bank, device=str(device), resume=False, checkpoint_minutes=0,
         deadline=deadline - 30, log_every=15, warmup=300,
     )
+    if args.unet_lr:
+        ucfg.lr = args.unet_lr
     try:
         train_unet(ucfg, log=log, photos=photos)
     except Exception:
@@ -116,14 +101,30 @@ def main(argv=None) -> int:
     return 0
 
 
-def _logger(out: Path):
-    logf = open(out / "train_log.txt", "a", buffering=1)
+def _start(args, what: str):
+    """The run's log (stdout and --out/train_log.txt), device (tf32 on CUDA), deadline and start time."""
+    import torch
+
+    from .loop import pick_device
+
+    args.out.mkdir(parents=True, exist_ok=True)
 
     def log(line: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {line}"
         print(line, flush=True)
-        logf.write(line + "\n")
-    return log
+        with open(args.out / "train_log.txt", "a") as f:
+            f.write(line + "\n")
+
+    device = pick_device(args.device)
+    log(f"torch {torch.__version__}, device {device}"
+        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else " (NO CUDA: a CPU fallback run)")
+        + f"; {what}")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    deadline = args.deadline or (time.time() + (args.vae_minutes + args.unet_minutes) * 60 + 120)
+    return log, device, deadline, time.time()
 
 
 def _export(work: Path, out: Path) -> list[str]:
@@ -147,40 +148,24 @@ def finetune(args) -> int:
     import shutil
     import tempfile
 
-    import torch
-
     from . import data
-    from .loop import pick_device
     from .package import unpack_folder
     from .unet import UnetTrainConfig, train_unet
     from .vae import VaeTrainConfig, load_vae, psnr, reconstruct, train_vae
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    log = _logger(out)
+    log, device, deadline, t_start = _start(args, f"fine-tuning {args.init_from}")
     work = Path(tempfile.mkdtemp(prefix="latent-studio-finetune-"))
-    device = pick_device(args.device)
-    log(f"torch {torch.__version__}, device {device}"
-        + (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else " (NO CUDA: a CPU fallback run)")
-        + f"; fine-tuning {args.init_from}")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    deadline = args.deadline or (time.time() + (args.vae_minutes + args.unet_minutes) * 60 + 120)
-    t_start = time.time()
-    unpack_folder(args.init_from, work)
-    photos = data.load_photos(args.data, "train")
-    crops = data.heldout_crops(args.data, size=args.resolution)
-    log(f"{len(photos)} training photos, {len(crops)} held-out crops; deadline in {(deadline - t_start) / 60:.1f} min")
 
     def heldout_psnr() -> float:
-        vae = load_vae(work, device)
-        value = psnr(crops, reconstruct(vae, crops, device, batch=32))
-        del vae
-        return value
+        return psnr(crops, reconstruct(load_vae(work, device), crops, device, batch=32))
 
     try:
+        unpack_folder(args.init_from, work)
+        photos = data.load_photos(args.data, "train")
+        crops = data.heldout_crops(args.data, size=args.resolution)
+        log(f"{len(photos)} training photos, {len(crops)} held-out crops; "
+            f"deadline in {(deadline - t_start) / 60:.1f} min")
         stats_path = work / "train_stats.json"
         if args.vae_minutes > 0:
             before = heldout_psnr()
@@ -217,10 +202,12 @@ def finetune(args) -> int:
         if args.unet_lr:
             ucfg.lr = args.unet_lr
         train_unet(ucfg, log=log, photos=photos)
+        files = _export(work, out)
     except Exception:
         log("fine-tune failed:\n" + traceback.format_exc())
         return 1
-    files = _export(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     log(f"done in {(time.time() - t_start) / 60:.1f} min; wrote {files}")
     return 0
 
