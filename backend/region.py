@@ -255,22 +255,43 @@ def transfer_detail(original: np.ndarray, generated_rgb: np.ndarray, soft: np.nd
     dist = ((src_colour[cand] - want[:, None, :]) ** 2).sum(-1)
     best = np.argsort(dist, axis=1)[:, :3]
     pick = cand[np.arange(len(gy)), best[np.arange(len(gy)), rng.integers(0, best.shape[1], len(gy))]]
-    win = np.hanning(patch + 2)[1:-1].astype(np.float32)
-    win = np.outer(win, win)
-    acc = np.zeros_like(gen)
-    wsum = np.zeros((h, w), np.float32)
-    for y, x, j in zip(gy, gx, pick):
-        a, b, c, d = max(y, 0), max(x, 0), min(y + patch, h), min(x + patch, w)
-        if c <= a or d <= b:
-            continue
-        sy, sx = cy[j] - half + (a - y), cx[j] - half + (b - x)
-        wp = win[a - y:c - y, b - x:d - x]
-        acc[a:c, b:d] += detail[sy:sy + (c - a), sx:sx + (d - b)] * wp[..., None]
-        wsum[a:c, b:d] += wp * wp
-    added = acc / np.sqrt(np.maximum(wsum, 1e-6))[..., None]
+    added = _overlap_add(detail, cy[pick] - half, cx[pick] - half, gy, gx, patch, (h, w))
     out = gen.copy()
     out[hole] += gap * added[hole]
     return out
+
+
+def _overlap_add(src: np.ndarray, sy: np.ndarray, sx: np.ndarray, ty: np.ndarray, tx: np.ndarray, patch: int,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """Hann-windowed patches of ``src`` (top-left corners sy, sx; wholly inside it) laid at the
+    grid corners ty, tx (stride patch/2, possibly hanging over the edges of ``shape``), summed
+    and divided by the root of the summed squared window, so overlaps keep the detail's energy.
+
+    Patches of one parity of the grid (row and column index even or odd) do not overlap, so each
+    of the four parities is one vectorised gather and one scatter into a padded canvas.
+    """
+    if patch % 2:
+        raise ValueError(f"patch must be even (half-overlapping patches), got {patch}")
+    h, w = shape
+    half = patch // 2
+    win = np.hanning(patch + 2)[1:-1].astype(np.float32)
+    win = np.outer(win, win)
+    acc = np.zeros((h + 2 * patch, w + 2 * patch, src.shape[2]), np.float32)
+    wsum = np.zeros((h + 2 * patch, w + 2 * patch), np.float32)
+    d = np.arange(patch)
+    row, col = (ty - ty.min()) // half, (tx - tx.min()) // half
+    for parity in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        k = np.flatnonzero((row % 2 == parity[0]) & (col % 2 == parity[1]))
+        if not len(k):
+            continue
+        ys = (sy[k, None] + d)[:, :, None]  # [n, patch, 1]
+        xs = (sx[k, None] + d)[:, None, :]  # [n, 1, patch]
+        yt = (ty[k, None] + patch + d)[:, :, None]
+        xt = (tx[k, None] + patch + d)[:, None, :]
+        acc[yt, xt] += src[ys, xs] * win[None, :, :, None]
+        wsum[yt, xt] += win * win
+    inner = (slice(patch, patch + h), slice(patch, patch + w))
+    return acc[inner] / np.sqrt(np.maximum(wsum[inner], 1e-6))[..., None]
 
 
 def composite(original: np.ndarray, generated_rgb: np.ndarray, soft: np.ndarray, *, match_seam: bool = True) -> np.ndarray:

@@ -19,7 +19,9 @@ class GenerationSettings:
     model: str = ""  # "" = the embedded default model
     prompt: str = ""
     negative_prompt: str = ""
-    strength: float = 1.0
+    strength: float = 1.0  # inpaint's; each operation keeps its own (switching shows that one)
+    outpaint_strength: float = 1.0
+    img2img_strength: float = 0.6  # a variation that keeps the composition
     steps: int = 20
     guidance: float = 7.0
     seed: int = 0

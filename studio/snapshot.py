@@ -54,9 +54,10 @@ def img2img_request(doc, values: dict) -> Img2ImgRequest:
                           strength=float(values["strength"]), **common_fields(values))
 
 
-def transparent_border(doc) -> tuple[Rect, dict] | None:
-    """The opaque content's box and how far the document extends past it on each side."""
-    alpha = doc.flatten()[..., 3]
+def transparent_border(doc, flat: np.ndarray | None = None) -> tuple[Rect, dict] | None:
+    """The opaque content's box and how far the document extends past it on each side
+    (``flat``: the document already flattened, so it is not composited twice)."""
+    alpha = (doc.flatten() if flat is None else flat)[..., 3]
     rows = np.flatnonzero(alpha.max(axis=1) > 0)
     if rows.size == 0:
         return None
@@ -69,13 +70,16 @@ def transparent_border(doc) -> tuple[Rect, dict] | None:
 
 
 def outpaint_request(doc, values: dict) -> OutpaintRequest:
-    found = transparent_border(doc)
+    flat = doc.flatten()  # composited once: the content box and the request's pixels both come from it
+    found = transparent_border(doc, flat)
     if found is None or not any(found[1].values()):
         raise NothingToDo("There is no new canvas area to fill: extend the canvas first (X, then drag an edge; "
                           "or Edit ▸ Extend canvas).")
     content, sides = found
     overlap = min(int(values["overlap"]), content.w // 2, content.h // 2)
-    return OutpaintRequest(image=doc.flatten(content), origin=(content.x, content.y), overlap=overlap,
+    b = doc.bounds
+    image = flat[content.y - b.y:content.bottom - b.y, content.x - b.x:content.right - b.x].copy()
+    return OutpaintRequest(image=image, origin=(content.x, content.y), overlap=overlap,
                            fill=values["fill"], strength=float(values["strength"]), **sides,
                            restore_detail=bool(values.get("restore_detail", True)),
                            **common_fields(values))

@@ -265,7 +265,9 @@ it off.
 - Crops: windows of 1–4× the crop side from photos downscaled to a 1024 px short side, resized with
   antialiasing, random flips, ±5 % brightness/contrast/saturation.
 - Reproduce: `python main.py prepare-data`, `python main.py train-vae --minutes N`,
-  `python main.py train-unet --minutes N` (CPU or CUDA), or `tools/gpu_train.sh` + `tools/package_gpu_result.py`.
+  `python main.py train-unet --minutes N` (CPU or CUDA), or `tools/gpu_train.sh` + `tools/package_gpu_result.py`;
+  fine-tunes: `train-vae --init-from MODEL --decoder-only`, `train-unet --init-from MODEL`, or on CUDA
+  `GPU_TRAIN_ARGS="--init-from MODEL" tools/gpu_train.sh 1.5 6` (both).
 {('- ' + stats['notes']) if stats.get('notes') else ''}
 
 ## Metrics (held-out scenes, `python main.py evaluate`{', ' + m['date'] if m.get('date') else ''})

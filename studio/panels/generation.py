@@ -51,7 +51,12 @@ class GenerationPanel(QWidget):
         self.negative.setPlaceholderText("Negative prompt")
         self.negative.setMaximumHeight(50)
 
-        self.strength = self._double(0.01, 1.0, g.strength, 0.05)
+        # Each operation keeps its own strength (inpaint 1 repaints, an img2img variation wants less).
+        self._strength_for = {"inpaint": g.strength, "outpaint": g.outpaint_strength, "img2img": g.img2img_strength}
+        self._strength_op = g.operation if g.operation in self._strength_for else "inpaint"
+        self.strength = self._double(0.01, 1.0, self._strength_for[self._strength_op], 0.05)
+        self.strength.setToolTip("How much to change: 1 repaints freely, lower keeps more of what is there. "
+                                 "Inpaint, outpaint and img2img each remember their own.")
         self.steps = self._int(1, 500, g.steps)
         self.guidance = self._double(0.0, 50.0, g.guidance, 0.5)
         self.seed = self._int(0, 2**31 - 1, g.seed)
@@ -110,6 +115,7 @@ class GenerationPanel(QWidget):
         form.addRow(self.prompt)
         form.addRow(self.negative)
         form.addRow("Strength", self.strength)
+        self._form = form
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
         form.addRow("Seed", seed_row)
@@ -161,6 +167,11 @@ class GenerationPanel(QWidget):
 
     def _update_visibility(self) -> None:
         op = self.operation_key()
+        if op in self._strength_for and op != self._strength_op:
+            self._strength_for[self._strength_op] = self.strength.value()
+            self.strength.setValue(self._strength_for[op])
+            self._strength_op = op
+        self._form.setRowVisible(self.strength, op in self._strength_for)  # upscale has its refine strength
         self.mask_box.setVisible(op in ("inpaint", "outpaint"))
         self.upscale_box.setVisible(op == "upscale")
         for widget in (self.grow, self.padding):
@@ -240,8 +251,10 @@ class GenerationPanel(QWidget):
             if self._fill_op == "inpaint":  # the combo holds the inpaint fills now
                 self.fill.setCurrentText(fill)
             changed.append(f"fill {fill}")
-        if isinstance(strength, (int, float)) and abs(self.strength.value() - strength) > 1e-9:
-            self.strength.setValue(float(strength))
+        if isinstance(strength, (int, float)) and abs(self._strengths()["inpaint"] - strength) > 1e-9:
+            self._strength_for["inpaint"] = float(strength)
+            if self._strength_op == "inpaint":  # the spin box shows inpaint's strength now
+                self.strength.setValue(float(strength))
             changed.append(f"strength {strength:g}")
         return ", ".join(changed)
 
@@ -268,8 +281,15 @@ class GenerationPanel(QWidget):
             restore_detail=self.restore_detail.isChecked(),
         )
 
+    def _strengths(self) -> dict:
+        """Each operation's strength, the one on show included."""
+        return dict(self._strength_for, **{self._strength_op: self.strength.value()})
+
     def store(self, settings) -> None:
         for key, value in self.values().items():
             setattr(settings.generation, key, value)
+        per_op = self._strengths()
+        g = settings.generation
+        g.strength, g.outpaint_strength, g.img2img_strength = per_op["inpaint"], per_op["outpaint"], per_op["img2img"]
         models = [self.model.itemData(i) for i in range(self.model.count()) if self.model.itemData(i)]
         settings.models = models

@@ -191,3 +191,24 @@ def test_detail_transfer_does_not_take_detail_from_transparent_pixels():
     soft[16:48, 16:48] = 1
     generated = np.full((64, 64, 3), 128, np.float32)
     assert np.array_equal(transfer_detail(original, generated, soft), generated)
+
+
+def test_overlap_add_matches_one_patch_at_a_time_also_over_the_edges():
+    from backend.region import _overlap_add
+
+    rng = np.random.default_rng(4)
+    src = rng.normal(size=(40, 50, 3)).astype(np.float32)
+    h, w, patch, half = 30, 37, 8, 4
+    gy, gx = np.meshgrid(np.arange(-half, h, half), np.arange(-half, w, half), indexing="ij")
+    gy, gx = gy.ravel(), gx.ravel()
+    sy, sx = rng.integers(0, 40 - patch, len(gy)), rng.integers(0, 50 - patch, len(gy))
+    win = np.outer(np.hanning(patch + 2)[1:-1], np.hanning(patch + 2)[1:-1])
+    acc, wsum = np.zeros((h, w, 3)), np.zeros((h, w))
+    for y, x, a, b in zip(gy, gx, sy, sx):  # the plain reference: each patch clipped to the canvas
+        for dy in range(patch):
+            for dx in range(patch):
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    acc[y + dy, x + dx] += src[a + dy, b + dx] * win[dy, dx]
+                    wsum[y + dy, x + dx] += win[dy, dx] ** 2
+    want = acc / np.sqrt(np.maximum(wsum, 1e-6))[..., None]
+    np.testing.assert_allclose(_overlap_add(src, sy, sx, gy, gx, patch, (h, w)), want, atol=1e-5)

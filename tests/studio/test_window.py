@@ -313,3 +313,46 @@ def test_the_detail_checkbox_reaches_inpaint_and_outpaint_requests_and_is_rememb
     panel.store(s)
     settings_mod.save(s, tmp_path / "s.json")
     assert settings_mod.load(tmp_path / "s.json").generation.restore_detail is False
+
+
+def test_outpaint_request_holds_exactly_the_content_pixels():
+    """The request is built from one flatten of the document (not two): same pixels, box and sides."""
+    from canvas.document import Document
+    from canvas.geometry import Rect
+    from studio.snapshot import outpaint_request
+
+    doc = Document(40, 30, x=-12, y=7)
+    rgba = np.random.default_rng(0).integers(0, 256, (20, 25, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    doc.add_image_layer(rgba, x=-5, y=11)
+    values = dict(model="m", prompt="", negative_prompt="", seed=3, steps=2, guidance=1.0, count=1,
+                  sampler="ddim", overlap=8, fill="blur", strength=1.0)
+    req = outpaint_request(doc, values)
+    assert req.origin == (-5, 11)
+    assert (req.left, req.top, req.right, req.bottom) == (7, 4, 40 - 7 - 25, 30 - 4 - 20)
+    assert np.array_equal(req.image, doc.flatten(Rect(-5, 11, 25, 20)))
+    assert np.array_equal(req.image[..., :3], rgba[..., :3])
+
+
+def test_each_operation_keeps_its_own_strength(window, tmp_path):
+    from studio import settings as settings_mod
+
+    panel = window.generation
+    panel.operation.setCurrentIndex(0)  # inpaint
+    panel.strength.setValue(0.9)
+    panel.operation.setCurrentIndex(2)  # img2img: its own, gentler default
+    assert panel.strength.value() == 0.6 and panel.values()["strength"] == 0.6
+    panel.strength.setValue(0.45)
+    panel.operation.setCurrentIndex(3)  # upscale has its refine strength instead
+    assert not panel._form.isRowVisible(panel.strength)
+    panel.operation.setCurrentIndex(0)
+    assert panel.strength.value() == 0.9 and panel._form.isRowVisible(panel.strength)
+    # A model's recommendation changes inpaint's strength only, also while another operation is on show.
+    panel.operation.setCurrentIndex(2)
+    panel.set_model_state("model-b", "ready", "", True, (("fill", "blur"), ("strength", 1.0)))
+    assert panel.strength.value() == 0.45
+    s = settings_mod.Settings()
+    panel.store(s)
+    settings_mod.save(s, tmp_path / "s.json")
+    g = settings_mod.load(tmp_path / "s.json").generation
+    assert (g.strength, g.img2img_strength, g.outpaint_strength) == (1.0, 0.45, 1.0)
