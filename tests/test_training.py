@@ -130,6 +130,13 @@ def test_a_packaged_model_is_fine_tuned_from_its_weights_with_a_pair_bank(tiny_m
     again = build_folder(work, tmp_path / "out" / "latent-studio-mini", log=lines.append)
     record = json.loads((again / "training.json").read_text())
     assert record["unet_steps"] == 3 and record["unet_finetune_steps"] == 3  # the first run and the fine-tune
+    # Fine-tuned again from that folder: the card counts both fine-tunes.
+    unpack_folder(again, tmp_path / "ft2")
+    train_unet(unet_cfg(tmp_path / "ft2", init=True, pair_bank=6), log=lines.append, photos=synthetic_photos())
+    third = build_folder(tmp_path / "ft2", tmp_path / "out2" / "latent-studio-mini", log=lines.append)
+    record = json.loads((third / "training.json").read_text())
+    assert (record["unet_finetune_steps"], record["unet_finetune_earlier_steps"]) == (3, 3)
+    assert "6 steps in 2 runs" in (third / "README.md").read_text()
 
 
 def test_a_packaged_models_decoder_is_fine_tuned_with_its_latent_space_kept(tiny_model, tmp_path):

@@ -159,27 +159,46 @@ def unpack_folder(model_dir: Path, work_dir: Path) -> None:
     (work_dir / "unet_config.json").write_text(json.dumps(
         {k: v for k, v in unet_cfg.items() if not k.startswith("_") and k not in drop}, indent=1))
     # The model's training record (build_folder keeps it in the folder), so the card goes on from it.
+    # Its fine-tunes so far become "earlier" totals, which the next fine-tune's figures add to.
     record = model_dir / TRAINING_RECORD
     if record.is_file():
-        (work_dir / "train_stats.json").write_text(record.read_text())
+        stats = json.loads(record.read_text())
+        for stage in ("unet", "vae"):
+            steps = stats.pop(f"{stage}_finetune_steps", 0)
+            if steps:
+                stats[f"{stage}_finetune_earlier_steps"] = stats.get(f"{stage}_finetune_earlier_steps", 0) + steps
+                stats[f"{stage}_finetune_earlier_seconds"] = (stats.get(f"{stage}_finetune_earlier_seconds", 0)
+                                                              + stats.pop(f"{stage}_finetune_seconds", 0))
+                stats[f"{stage}_finetune_earlier_runs"] = stats.get(f"{stage}_finetune_earlier_runs", 0) + 1
+        (work_dir / "train_stats.json").write_text(json.dumps(stats, indent=1))
+
+
+def _finetune_totals(stats: dict, stage: str) -> tuple[int, float, str]:
+    """(steps, seconds, " in N runs" or "") of a stage's fine-tunes, earlier ones included."""
+    steps = stats.get(f"{stage}_finetune_steps", 0) + stats.get(f"{stage}_finetune_earlier_steps", 0)
+    seconds = stats.get(f"{stage}_finetune_seconds", 0) + stats.get(f"{stage}_finetune_earlier_seconds", 0)
+    runs = stats.get(f"{stage}_finetune_earlier_runs", 0) + (1 if stats.get(f"{stage}_finetune_steps") else 0)
+    return steps, seconds, (f" in {runs} runs" if runs > 1 else "")
 
 
 def _finetune_line(stats: dict) -> str:
-    if not stats.get("unet_finetune_steps"):
+    steps, seconds, runs = _finetune_totals(stats, "unet")
+    if not steps:
         return ""
     pairs = stats.get("unet_finetune_pairs") or 0
     how = f"{pairs} masked crops encoded once and reused, mirrored at random" if pairs else "masks drawn every step"
-    return (f"\n- Then fine-tuned from those weights (`train-unet --init-from`): {stats['unet_finetune_steps']} steps, "
-            f"batch {stats.get('unet_finetune_batch', '?')}, {stats.get('unet_finetune_seconds', 0) / 60:.1f} min on "
-            f"{stats.get('unet_finetune_device', '?')} ({how}).")
+    return (f"\n- Then fine-tuned from those weights (`train-unet --init-from`): {steps} steps{runs}, "
+            f"batch {stats.get('unet_finetune_batch', '?')}, {seconds / 60:.1f} min on "
+            f"{stats.get('unet_finetune_device', '?')} (last run: {how}).")
 
 
 def _decoder_line(stats: dict) -> str:
-    if not stats.get("vae_finetune_steps"):
+    steps, seconds, runs = _finetune_totals(stats, "vae")
+    if not steps:
         return ""
     return (f" Then its decoder alone fine-tuned (`train-vae --decoder-only`, encoder frozen, same loss less the KL "
-            f"term): {stats['vae_finetune_steps']} steps, batch {stats.get('vae_finetune_batch', '?')} of "
-            f"{stats.get('vae_finetune_crop', '?')}² crops, {stats.get('vae_finetune_seconds', 0) / 60:.1f} min on "
+            f"term): {steps} steps{runs}, batch {stats.get('vae_finetune_batch', '?')} of "
+            f"{stats.get('vae_finetune_crop', '?')}² crops, {seconds / 60:.1f} min on "
             f"{stats.get('vae_finetune_device', '?')}.")
 
 
