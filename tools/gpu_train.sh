@@ -9,6 +9,9 @@
 #   .venv/bin/python tools/package_gpu_result.py DIR
 # Env: TOTAL_MINUTES (wall-clock cap, default 8.2, start-up included), GPU_TRAIN_ARGS (extra
 # arguments for backend.training.gpu, e.g. "--vae-batch 8 --unet-batch 4 --bank 64" for a CPU try).
+# Fine-tune the shipped model instead of training from scratch (VAE_MIN then fine-tunes the decoder
+# alone, kept only if the held-out PSNR rises; 0 skips it):
+#   OUT=DIR GPU_TRAIN_ARGS="--init-from resources/models/latent-studio-mini" bash tools/gpu_train.sh 1.5 6
 set -u
 T0=$(date +%s)
 VAE_MIN=${1:-3}
