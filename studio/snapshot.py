@@ -54,10 +54,10 @@ def img2img_request(doc, values: dict) -> Img2ImgRequest:
                           strength=float(values["strength"]), **common_fields(values))
 
 
-def transparent_border(doc, flat: np.ndarray | None = None) -> tuple[Rect, dict] | None:
+def transparent_border(doc, flat: np.ndarray) -> tuple[Rect, dict] | None:
     """The opaque content's box and how far the document extends past it on each side
-    (``flat``: the document already flattened, so it is not composited twice)."""
-    alpha = (doc.flatten() if flat is None else flat)[..., 3]
+    (``flat``: the document flattened, as the caller also takes its pixels from it)."""
+    alpha = flat[..., 3]
     rows = np.flatnonzero(alpha.max(axis=1) > 0)
     if rows.size == 0:
         return None

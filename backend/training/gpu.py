@@ -49,8 +49,8 @@ def main(argv=None) -> int:
         return finetune(args)
 
     from . import data
-    from .unet import UnetTrainConfig, train_unet
-    from .vae import VaeTrainConfig, load_vae, psnr, reconstruct, train_vae, _merge_stats
+    from .unet import train_unet
+    from .vae import _merge_stats, train_vae
 
     out: Path = args.out
     log, device, deadline, t_start = _start(args, "training from scratch")
@@ -58,14 +58,7 @@ def main(argv=None) -> int:
     log(f"{len(photos)} training photos loaded from {args.data}; deadline in {(deadline - t_start) / 60:.1f} min")
 
     # Stage 1. Its deadline keeps the UNet's share whatever the start-up took.
-    vae_deadline = min(deadline - args.unet_minutes * 60 - 45, time.time() + args.vae_minutes * 60)
-    vcfg = VaeTrainConfig(
-        data_dir=args.data, work_dir=out, preset=args.preset, minutes=args.vae_minutes, batch=args.vae_batch,
-        crop=args.vae_crop, bank_size=args.bank, bank_crop=args.resolution, device=str(device), resume=False,
-        checkpoint_minutes=0, deadline=vae_deadline, log_every=15, warmup=300,
-    )
-    if args.vae_lr:
-        vcfg.lr = args.vae_lr
+    vcfg = _vae_config(args, out, device, deadline, warmup=300)
     try:
         train_vae(vcfg, log=log, photos=photos)
     except Exception:
@@ -73,25 +66,16 @@ def main(argv=None) -> int:
         return 1
     (out / "vae_ckpt.pt").unlink(missing_ok=True)
     try:  # held-out PSNR right away (cheap), so the log shows it even if the next stage fails
-        vae = load_vae(out, device)
         crops = data.heldout_crops(args.data, size=args.resolution)
-        value = psnr(crops, reconstruct(vae, crops, device, batch=32))
+        value = _heldout_psnr(out, crops, device)
         _merge_stats(out, {"metrics": {"vae_psnr": value}})
         log(f"VAE PSNR on {len(crops)} held-out crops: {value:.2f} dB")
-        del vae
     except Exception:
         log("held-out PSNR failed (training goes on):\n" + traceback.format_exc())
 
     # Stage 2, until the overall deadline less a margin for writing.
-    ucfg = UnetTrainConfig(
-        data_dir=args.data, work_dir=out, preset=args.preset, minutes=args.unet_minutes, batch=args.unet_batch,
-        resolution=args.resolution, bank_size=args.bank, device=str(device), resume=False, checkpoint_minutes=0,
-        deadline=deadline - 30, log_every=15, warmup=300,
-    )
-    if args.unet_lr:
-        ucfg.lr = args.unet_lr
     try:
-        train_unet(ucfg, log=log, photos=photos)
+        train_unet(_unet_config(args, out, device, deadline, warmup=300), log=log, photos=photos)
     except Exception:
         log("UNet stage failed:\n" + traceback.format_exc())
         return 1
@@ -127,6 +111,39 @@ def _start(args, what: str):
     return log, device, deadline, time.time()
 
 
+def _vae_config(args, work: Path, device, deadline: float, **kw):
+    """Stage 1's settings; it stops in time to leave the UNet its minutes whatever the start-up took."""
+    from .vae import VaeTrainConfig
+
+    vae_deadline = min(deadline - args.unet_minutes * 60 - 45, time.time() + args.vae_minutes * 60)
+    cfg = VaeTrainConfig(
+        data_dir=args.data, work_dir=work, preset=args.preset, minutes=args.vae_minutes, batch=args.vae_batch,
+        crop=args.vae_crop, bank_size=args.bank, bank_crop=args.resolution, device=str(device), resume=False,
+        checkpoint_minutes=0, deadline=vae_deadline, log_every=15, **kw)
+    if args.vae_lr:
+        cfg.lr = args.vae_lr
+    return cfg
+
+
+def _unet_config(args, work: Path, device, deadline: float, **kw):
+    """Stage 2's settings; it runs until the overall deadline less a margin for writing."""
+    from .unet import UnetTrainConfig
+
+    cfg = UnetTrainConfig(
+        data_dir=args.data, work_dir=work, preset=args.preset, minutes=args.unet_minutes, batch=args.unet_batch,
+        resolution=args.resolution, bank_size=args.bank, device=str(device), resume=False, checkpoint_minutes=0,
+        deadline=deadline - 30, log_every=15, **kw)
+    if args.unet_lr:
+        cfg.lr = args.unet_lr
+    return cfg
+
+
+def _heldout_psnr(work: Path, crops, device) -> float:
+    from .vae import load_vae, psnr, reconstruct
+
+    return psnr(crops, reconstruct(load_vae(work, device), crops, device, batch=32))
+
+
 def _export(work: Path, out: Path) -> list[str]:
     """The stage outputs as the 7 files a GPU run returns (weights in fp16, each < 16 MB)."""
     import shutil
@@ -150,16 +167,12 @@ def finetune(args) -> int:
 
     from . import data
     from .package import unpack_folder
-    from .unet import UnetTrainConfig, train_unet
-    from .vae import VaeTrainConfig, load_vae, psnr, reconstruct, train_vae
+    from .unet import train_unet
+    from .vae import train_vae
 
     out: Path = args.out
     log, device, deadline, t_start = _start(args, f"fine-tuning {args.init_from}")
     work = Path(tempfile.mkdtemp(prefix="latent-studio-finetune-"))
-
-    def heldout_psnr() -> float:
-        return psnr(crops, reconstruct(load_vae(work, device), crops, device, batch=32))
-
     try:
         unpack_folder(args.init_from, work)
         photos = data.load_photos(args.data, "train")
@@ -168,18 +181,13 @@ def finetune(args) -> int:
             f"deadline in {(deadline - t_start) / 60:.1f} min")
         stats_path = work / "train_stats.json"
         if args.vae_minutes > 0:
-            before = heldout_psnr()
+            before = _heldout_psnr(work, crops, device)
             log(f"VAE PSNR before: {before:.2f} dB")
             shutil.copy2(work / "vae.safetensors", work / "vae_start.safetensors")
             record_before = stats_path.read_text()
-            vae_deadline = min(deadline - args.unet_minutes * 60 - 45, time.time() + args.vae_minutes * 60)
-            vcfg = VaeTrainConfig(
-                data_dir=args.data, work_dir=work, preset=args.preset, minutes=args.vae_minutes,
-                batch=args.vae_batch, crop=args.vae_crop, bank_size=args.bank, bank_crop=args.resolution,
-                device=str(device), resume=False, checkpoint_minutes=0, deadline=vae_deadline, log_every=15,
-                warmup=100, lr=args.vae_lr or 1e-4, decoder_only=True)
+            vcfg = _vae_config(args, work, device, deadline, warmup=100, lr=1e-4, decoder_only=True)
             train_vae(vcfg, log=log, photos=photos)
-            after = heldout_psnr()
+            after = _heldout_psnr(work, crops, device)
             keep = after > before + 0.02
             log(f"VAE PSNR after the decoder fine-tune: {after:.2f} dB (before {before:.2f}): "
                 + ("kept" if keep else "NOT kept, the model's decoder stays"))
@@ -195,13 +203,7 @@ def finetune(args) -> int:
                 stats_path.write_text(json.dumps(rec, indent=1))
             (work / "vae_start.safetensors").unlink()
         log(f"exported after stage 1: {_export(work, out)}")
-        ucfg = UnetTrainConfig(
-            data_dir=args.data, work_dir=work, preset=args.preset, minutes=args.unet_minutes, batch=args.unet_batch,
-            resolution=args.resolution, bank_size=args.bank, device=str(device), resume=False, checkpoint_minutes=0,
-            deadline=deadline - 30, log_every=15, warmup=200, init=True)
-        if args.unet_lr:
-            ucfg.lr = args.unet_lr
-        train_unet(ucfg, log=log, photos=photos)
+        train_unet(_unet_config(args, work, device, deadline, warmup=200, init=True), log=log, photos=photos)
         files = _export(work, out)
     except Exception:
         log("fine-tune failed:\n" + traceback.format_exc())

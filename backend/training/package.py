@@ -49,13 +49,13 @@ def stub_text_encoder(hidden: int):
     return te
 
 
-def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extra_card: dict | None = None) -> Path:
+def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print) -> Path:
     """Write the pipeline folder at dest from vae.*, unet.*, null_embedding.* in work_dir."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from safetensors.torch import load_file
 
-    from .models import NULL_TEXT_DIM, SCHEDULER_CONFIG, count_params
+    from .models import NULL_TEXT_DIM, SCHEDULER_CONFIG
 
     work_dir, dest = Path(work_dir), Path(dest)
     need = ["vae_config.json", "vae.safetensors", "unet_config.json", "unet.safetensors", "null_embedding.safetensors"]
@@ -113,9 +113,7 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print, extr
                     "name": MODEL_NAME}, indent=2) + "\n"
     )
     (tmp / TRAINING_RECORD).write_text(json.dumps(stats, indent=1) + "\n")
-    params = dict(vae=count_params(vae), unet=count_params(unet), text_encoder=count_params(te))
-    card_stats = dict(stats, **(extra_card or {}))
-    (tmp / "README.md").write_text(model_card(vae_cfg, unet_cfg, params, card_stats, resolution))
+    params = write_card(tmp)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
@@ -333,8 +331,9 @@ def update_card_metrics(model_dir: Path, metrics: dict) -> None:
     write_card(model_dir)
 
 
-def write_card(model_dir: Path) -> None:
-    """The model card (README.md) of a packaged folder, from its configs and training record."""
+def write_card(model_dir: Path) -> dict:
+    """The model card (README.md) of a packaged folder, from its configs and training record;
+    returns the parameter counts of its parts."""
     from safetensors import safe_open
 
     model_dir = Path(model_dir)
@@ -356,6 +355,7 @@ def write_card(model_dir: Path) -> None:
     stats = json.loads(record.read_text()) if record.is_file() else {}
     (model_dir / "README.md").write_text(model_card(vae_cfg, unet_cfg, params, stats,
                                                     int(info.get("native_resolution", 256))))
+    return params
 
 
 def metrics_section(m: dict) -> str:

@@ -108,14 +108,13 @@ class GenerationPanel(QWidget):
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.random_seed)
 
-        form = QFormLayout()
+        form = self._form = QFormLayout()
         form.addRow("Operation", self.operation)
         form.addRow("Model", model_row)
         form.addRow(self.model_state)
         form.addRow(self.prompt)
         form.addRow(self.negative)
         form.addRow("Strength", self.strength)
-        self._form = form
         form.addRow("Steps", self.steps)
         form.addRow("Guidance", self.guidance)
         form.addRow("Seed", seed_row)
