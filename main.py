@@ -17,8 +17,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # whose `func(args) -> int` runs the command. Adding a command means adding a
 # module here, nothing else.
 COMMAND_MODULES = (
-    "backend.cli",
-    "backend.training.cli",
+    "cli.generate",
+    "cli.training",
 )
 
 

@@ -1,15 +1,22 @@
-"""Latent Studio's diffusion backend: no Qt, torch only on the worker thread.
+"""Latent Studio's diffusion backend: no Qt, no document, torch only on the worker thread.
 
-The public surface: :class:`Engine`, the request dataclasses, the events and
-the error classes. Importing this package does not import torch.
+The public surface: the engine interface and the in-process :class:`Engine`, the request
+dataclasses (one per operation, in ``backend.ops``), the events and the error classes.
+Importing this package does not import torch.
 """
-from .engine import Engine
+from .engine import Engine, engine_factory
 from .errors import BackendError, InvalidRequest, ModelError
 from .events import Cancelled, Event, Failed, ModelState, Preview, Progress, Result, ResultImage, Started
-from .requests import GenerationRequest, Img2ImgRequest, InpaintRequest
+from .interface import EngineFactory, EngineInterface, ModelInfo
+from .ops.img2img import Img2ImgRequest
+from .ops.inpaint import InpaintRequest
+from .ops.outpaint import OutpaintRequest
+from .ops.upscale import UpscaleRequest
+from .requests import GenerationRequest
 
 __all__ = [
-    "Engine", "BackendError", "InvalidRequest", "ModelError",
+    "Engine", "engine_factory", "EngineInterface", "EngineFactory", "ModelInfo",
+    "BackendError", "InvalidRequest", "ModelError",
     "Event", "ModelState", "Started", "Progress", "Preview", "Result", "ResultImage", "Failed", "Cancelled",
-    "GenerationRequest", "InpaintRequest", "Img2ImgRequest",
+    "GenerationRequest", "InpaintRequest", "Img2ImgRequest", "OutpaintRequest", "UpscaleRequest",
 ]

@@ -19,7 +19,7 @@ from PIL import Image
 from .errors import JobCancelled
 from .events import Event, Preview, Progress
 from .region import composite, prefill, transfer_detail, working_size
-from .samplers import make_scheduler, sampler_label
+from .samplers import make_scheduler
 
 
 @dataclass
@@ -80,7 +80,7 @@ class DiffusionSettings:
 
 def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
                    *, stage: str = "", full_region: bool = False) -> tuple[np.ndarray, dict]:
-    """Diffuses one region; returns (composited RGBA crop, generation parameters)."""
+    """Diffuses one region; returns (composited RGBA crop, {"Size": the working size})."""
     import torch
 
     ch, cw = pixels.shape[:2]
@@ -145,19 +145,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     if s.restore_detail and not full_region and model.restores_detail:
         generated = transfer_detail(pixels, generated, soft, s.seed)
     result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
-    params = {
-        "prompt": s.prompt,
-        "negative_prompt": s.negative_prompt,
-        "Steps": s.steps,
-        "Sampler": sampler_label(s.sampler),
-        "CFG scale": f"{s.guidance:g}",
-        "Seed": s.seed,
-        "Size": f"{work_w}x{work_h}",
-        "Model": model.name,
-    }
-    if s.strength < 1.0 or full_region:
-        params["Denoising strength"] = f"{s.strength:g}"
-    return result, params
+    return result, {"Size": f"{work_w}x{work_h}"}
 
 
 class _LatentAnchor:

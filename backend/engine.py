@@ -1,9 +1,11 @@
-"""The engine: one worker thread that owns torch and runs jobs in order.
+"""The in-process engine: one worker thread that owns torch and runs jobs in order.
 
     engine = Engine(on_event)          # on_event(event) is called on the worker thread
     job = engine.submit(InpaintRequest(...))
     engine.cancel(job)
     engine.shutdown()
+
+It implements :class:`backend.interface.EngineInterface`, which is all the front ends use.
 
 Jobs run one at a time in submission order. Each answers with ``Started``,
 then ``Progress``/``Preview`` events, then exactly one of ``Result``,
@@ -22,6 +24,7 @@ from typing import Callable
 
 from .errors import BackendError, InvalidRequest, JobCancelled
 from .events import Cancelled, Event, Failed, ModelState, Result, Started
+from .interface import ModelInfo
 from .requests import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -50,12 +53,7 @@ class Engine:
 
     def submit(self, request: GenerationRequest) -> int:
         """Queues a job and returns its id (validation already happened when the request was built)."""
-        if not isinstance(request, GenerationRequest):
-            raise InvalidRequest(f"The engine takes a request object, not {type(request).__name__}.")
-        from .operations import OPERATIONS  # noqa: F401 - light: no torch at import
-
-        if type(request) not in OPERATIONS:
-            raise InvalidRequest(f"No operation runs {type(request).__name__} requests.")
+        _operation(request)
         with self._lock:
             if self._closed:
                 raise BackendError("The engine has been shut down: start the app again.")
@@ -63,6 +61,25 @@ class Engine:
             self._pending[job_id] = request
         self._queue.put(job_id)
         return job_id
+
+    def check(self, request: GenerationRequest) -> None:
+        """The checks that need no torch (the model's files, an upscaler and its scale, memory for the
+        output); raises :class:`BackendError` with one sentence. Runs on the caller's thread."""
+        check = _operation(request).check
+        if check is not None:
+            check(request)
+
+    def model_info(self, model: str = "") -> ModelInfo:
+        """What the model's folder says of it (no weights are read); raises ModelError when not found."""
+        from .models import model_info
+
+        return model_info(model)
+
+    def list_models(self) -> list[tuple[str, str, str]]:
+        """(name, kind, where) of every model found: embedded, the user's model folder, the hub cache."""
+        from .models import list_models
+
+        return list_models()
 
     def preload(self, model: str = "") -> None:
         """Starts torch and loads a model in the background; answers with ``ModelState`` events."""
@@ -191,9 +208,7 @@ class Engine:
                                    inpaint_defaults=model.inpaint_defaults))
 
     def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
-        from .operations import OPERATIONS
-
-        operation = OPERATIONS[type(request)]
+        operation = _operation(request)
         total = operation.total(request)
         self._emit(Started(job_id, request.operation, total))
         try:
@@ -218,6 +233,27 @@ class Engine:
                 self._emit(Result(job_id, images))
         finally:
             _free_memory()
+
+
+def engine_factory(**options):
+    """An :data:`backend.interface.EngineFactory` for the in-process engine made with ``options``
+    (``device``, ``preview_interval``, ``threads`` …)."""
+
+    def make(on_event):
+        return Engine(on_event, **options)
+
+    return make
+
+
+def _operation(request):
+    """The operation that runs ``request``, or InvalidRequest (light: no torch at import)."""
+    if not isinstance(request, GenerationRequest):
+        raise InvalidRequest(f"The engine takes a request object, not {type(request).__name__}.")
+    from .ops import OPERATIONS
+
+    if type(request) not in OPERATIONS:
+        raise InvalidRequest(f"No operation runs {type(request).__name__} requests.")
+    return OPERATIONS[type(request)]
 
 
 def _quiet_libraries() -> None:

@@ -71,7 +71,7 @@ def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
     The embedded model recommends the blurred prefill, which its colour guidance follows: its
     briefly trained denoiser picks a hole's colours less well than the surroundings' blur does.
     """
-    from .requests import FILL_MODES
+    from .region import FILL_MODES
 
     given = info.get("inpaint_defaults") if isinstance(info.get("inpaint_defaults"), dict) else {}
     out = dict(GENERIC_INPAINT_DEFAULTS)
@@ -81,6 +81,15 @@ def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
     if isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0.0 < strength <= 1.0:
         out["strength"] = float(strength)
     return tuple(out.items())
+
+
+def model_info(ref: str = ""):
+    """What a model's folder says of it, without reading weights (raises ModelError when not found)."""
+    from .interface import ModelInfo
+
+    source = resolve(ref)
+    info = read_info(source)
+    return ModelInfo(source.name, bool(info.get("ignores_prompt", False)), inpaint_defaults(info))
 
 
 def default_model() -> str:

@@ -96,6 +96,8 @@ def working_size(width: int, height: int, native: int, multiple: int = 8) -> tup
 
 # --- prefill -------------------------------------------------------------------
 
+FILL_MODES = ("original", "blur", "flat", "noise")  # what a masked area can start as (inpaint's `fill`)
+
 def prefill(rgb: np.ndarray, mask: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
     """Fills the masked area (mask > 0.5) before encoding, as the ``fill`` setting asks.
 

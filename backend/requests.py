@@ -1,17 +1,24 @@
-"""Requests: one frozen dataclass per operation, holding copies of its pixels.
+"""What every request shares: the base dataclass, validation helpers, and the parameters record.
 
 A request is a snapshot. It is built on the caller's thread (the studio's GUI
 thread or the CLI) from copies of just the pixels the job needs, validated on
 construction, and never changes afterwards: the worker cannot see the live
 document. Every validation error names the field and says what to do, in the
-style of diffusers' ``check_inputs``.
+style of diffusers' ``check_inputs``. Each operation defines its own request
+class beside its ``run`` (``backend/ops/<name>.py``).
 
 Coordinates: ``image`` is a crop of the document whose top-left pixel sits at
 ``origin`` in document coordinates; results and previews come back with
 rectangles in document coordinates.
+
+**Parameters.** A field declared with :func:`recorded` is written into every
+result's generation parameters under its key (A1111's keys where A1111 has
+one, our own otherwise), and :func:`fields_from_parameters` reads it back, so a
+result can be reproduced from its own parameters.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
@@ -20,9 +27,13 @@ import numpy as np
 from .errors import InvalidRequest
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
-FILL_MODES = ("original", "blur", "flat", "noise")
 MAX_SEED = 2**32 - 1
 MAX_SIDE = 65536
+
+
+def recorded(default, key: str, **metadata):
+    """A request field recorded in the result's parameters under ``key``."""
+    return field(default=default, metadata={"parameter": key, **metadata})
 
 
 def _frozen_pixels(array, name: str, channels: int | None) -> np.ndarray:
@@ -55,53 +66,61 @@ def _check_range(name: str, value, low, high, hint: str) -> None:
         raise InvalidRequest(f"`{name}` must be between {low} and {high}, but is {value}: {hint}")
 
 
+def _check_whole(request, *names: str) -> None:
+    for name in names:
+        value = getattr(request, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidRequest(f"`{name}` must be a whole number, but is {value!r}.")
+
+
+def _check_bool(request, *names: str) -> None:
+    for name in names:
+        if not isinstance(getattr(request, name), bool):
+            raise InvalidRequest(f"`{name}` must be true or false, but is {getattr(request, name)!r}.")
+
+
+SAMPLER_LABELS = {name: label for name, (label, _, _) in SAMPLERS.items()}
+
+
 @dataclass(frozen=True, eq=False)
 class GenerationRequest:
     """What every diffusion operation shares."""
 
     image: np.ndarray
-    model: str = ""
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    steps: int = 20
-    guidance: float = 7.0
-    strength: float = 1.0
+    model: str = recorded("", "Model")
+    prompt: str = recorded("", "prompt")
+    negative_prompt: str = recorded("", "negative_prompt")
+    seed: int = recorded(0, "Seed")
+    steps: int = recorded(20, "Steps")
+    guidance: float = recorded(7.0, "CFG scale")
+    strength: float = recorded(1.0, "Denoising strength")
     count: int = 1
-    sampler: str = DEFAULT_SAMPLER
+    sampler: str = recorded(DEFAULT_SAMPLER, "Sampler", labels=SAMPLER_LABELS)
     origin: tuple[int, int] = (0, 0)
     allow_pickle: bool = False
-    # Inpaint and outpaint, with a model that asks for it ("restore_detail" in latent_studio.json):
-    # give the masked area the surroundings' fine detail that the model's autoencoder loses.
-    restore_detail: bool = True
 
     operation: ClassVar[str] = "generate"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image", _frozen_pixels(self.image, "image", 4))
         object.__setattr__(self, "origin", tuple(int(v) for v in self.origin))
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise InvalidRequest(f"`seed` must be a whole number, but is {self.seed!r}.")
+        _check_whole(self, "seed")
         _check_range("seed", self.seed, 0, MAX_SEED, "use a seed from 0 to 4294967295.")
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool):
-            raise InvalidRequest(f"`steps` must be a whole number, but is {self.steps!r}.")
+        _check_whole(self, "steps")
         _check_range("steps", self.steps, 1, 500, "choose a number of denoising steps such as 20.")
         _check_range("guidance", self.guidance, 0.0, 50.0, "a guidance (CFG) scale of 5 to 9 is usual.")
         _check_range("strength", self.strength, 0.0, 1.0, "use 1 to repaint fully, lower to keep more.")
         if self.strength <= 0.0:
             raise InvalidRequest("`strength` must be above 0: at 0 nothing would change.")
         self._check_denoising()
-        if not isinstance(self.count, int) or isinstance(self.count, bool):
-            raise InvalidRequest(f"`count` must be a whole number, but is {self.count!r}.")
+        _check_whole(self, "count")
         _check_range("count", self.count, 1, 64, "ask for 1 to 64 variations.")
         if self.seed + self.count - 1 > MAX_SEED:
             raise InvalidRequest("`seed` + `count` runs past 4294967295: choose a smaller seed.")
         if self.sampler not in SAMPLERS:
             names = ", ".join(SAMPLERS)
             raise InvalidRequest(f"`sampler` {self.sampler!r} is unknown: choose one of {names}.")
-        for name in ("allow_pickle", "restore_detail"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidRequest(f"`{name}` must be true or false, but is {getattr(self, name)!r}.")
+        _check_bool(self, "allow_pickle")
         for name in ("prompt", "negative_prompt", "model"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidRequest(f"`{name}` must be text, but is {getattr(self, name)!r}.")
@@ -121,75 +140,9 @@ class GenerationRequest:
         """The scalar fields, for logs and the queue panel."""
         return {f.name: getattr(self, f.name) for f in fields(self) if not isinstance(getattr(self, f.name), np.ndarray)}
 
-
-@dataclass(frozen=True, eq=False)
-class InpaintRequest(GenerationRequest):
-    """Repaint where ``mask`` is set (255 = repaint, grey = partly)."""
-
-    mask: np.ndarray = field(default=None)
-    grow: int = 8
-    feather: int = 8
-    fill: str = "original"
-    padding: int = 48
-
-    operation: ClassVar[str] = "inpaint"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.mask is None:
-            raise InvalidRequest("`mask` is missing: paint or select the area to repaint.")
-        object.__setattr__(self, "mask", _frozen_pixels(self.mask, "mask", None))
-        if self.mask.shape != self.image.shape[:2]:
-            mh, mw = self.mask.shape
-            ih, iw = self.image.shape[:2]
-            raise InvalidRequest(
-                f"`mask` is {mw}×{mh} but the image is {iw}×{ih}: the mask must be the size of the image."
-            )
-        if not self.mask.any():
-            raise InvalidRequest("`mask` is empty: paint (in white) or select the area to repaint.")
-        _check_range("grow", self.grow, -256, 256, "grow (or, negative, shrink) the mask by up to 256 px.")
-        _check_range("feather", self.feather, 0, 256, "feather the mask edge by 0 to 256 px.")
-        _check_range("padding", self.padding, 0, 4096, "add 0 to 4096 px of context around the mask.")
-        if self.fill not in FILL_MODES:
-            raise InvalidRequest(f"`fill` {self.fill!r} is unknown: choose one of {', '.join(FILL_MODES)}.")
-
-    @classmethod
-    def from_document(cls, image: np.ndarray, mask: np.ndarray, *, origin=(0, 0), **kwargs) -> "InpaintRequest":
-        """Crops a large document to the part the job needs before copying it.
-
-        ``image`` and ``mask`` may be views of the whole document; only the
-        mask's bounding box plus grow, feather and padding is copied.
-        """
-        if not isinstance(mask, np.ndarray) or mask.ndim != 2 or not isinstance(image, np.ndarray):
-            return cls(image=image, mask=mask, origin=origin, **kwargs)
-        if mask.shape != image.shape[:2]:
-            return cls(image=image, mask=mask, origin=origin, **kwargs)  # raises with the sizes
-        box = mask_bbox(mask)
-        if box is None:
-            return cls(image=image[:8, :8], mask=mask[:8, :8], origin=origin, **kwargs)  # raises: empty
-        grow = max(0, int(kwargs.get("grow", cls.grow)))
-        margin = grow + max(0, int(kwargs.get("feather", cls.feather))) + max(0, int(kwargs.get("padding", cls.padding)))
-        x0, y0, x1, y1 = box
-        h, w = mask.shape
-        x0, y0 = max(0, x0 - margin), max(0, y0 - margin)
-        x1, y1 = min(w, x1 + margin), min(h, y1 + margin)
-        if x1 - x0 < 8:
-            x0, x1 = (max(0, min(x0, w - 8)), max(0, min(x0, w - 8)) + 8) if w >= 8 else (x0, x1)
-        if y1 - y0 < 8:
-            y0, y1 = (max(0, min(y0, h - 8)), max(0, min(y0, h - 8)) + 8) if h >= 8 else (y0, y1)
-        ox, oy = origin
-        return cls(
-            image=image[y0:y1, x0:x1], mask=mask[y0:y1, x0:x1], origin=(ox + x0, oy + y0), **kwargs
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class Img2ImgRequest(GenerationRequest):
-    """Variations of a whole layer or region: ``image`` is re-imagined at ``strength``."""
-
-    strength: float = 0.6
-
-    operation: ClassVar[str] = "img2img"
+    def replace(self, **changes) -> "GenerationRequest":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -201,112 +154,75 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-OUTPAINT_FILLS = ("edge", "blur", "noise")
-MAX_EXTEND = 16384
+# --- the parameters record --------------------------------------------------------------------------
+
+def _format(f: dataclasses.Field, value) -> object:
+    labels = f.metadata.get("labels")
+    if labels is not None:
+        return labels.get(value, value)
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value
 
 
-@dataclass(frozen=True, eq=False)
-class OutpaintRequest(GenerationRequest):
-    """Extends ``image`` by ``left``/``right``/``top``/``bottom`` pixels and paints the new area.
-
-    The result covers the extended canvas: its rect starts at ``origin - (left, top)``, so it may
-    begin at negative document coordinates (the studio grows the document to it). Pixels of
-    ``image`` farther than ``overlap`` from an extended side come back bit-exact.
-    """
-
-    left: int = 0
-    right: int = 0
-    top: int = 0
-    bottom: int = 0
-    overlap: int = 48
-    fill: str = "blur"
-
-    operation: ClassVar[str] = "outpaint"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("left", "right", "top", "bottom", "overlap"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidRequest(f"`{name}` must be a whole number of pixels, but is {value!r}.")
-        for name in ("left", "right", "top", "bottom"):
-            _check_range(name, getattr(self, name), 0, MAX_EXTEND, f"extend a side by 0 to {MAX_EXTEND} px.")
-        if not (self.left or self.right or self.top or self.bottom):
-            raise InvalidRequest("`left`, `right`, `top` and `bottom` are all 0: extend at least one side.")
-        h, w = self.image.shape[:2]
-        _check_range("overlap", self.overlap, 0, 512, "blend 0 to 512 px of the old image into the new area.")
-        if self.overlap > min(w, h) // 2:
-            raise InvalidRequest(
-                f"`overlap` {self.overlap} px is more than half the image ({w}×{h}): use at most {min(w, h) // 2}."
-            )
-        new_w, new_h = w + self.left + self.right, h + self.top + self.bottom
-        if new_w > MAX_SIDE or new_h > MAX_SIDE:
-            raise InvalidRequest(
-                f"The extended image would be {new_w}×{new_h} px; each side must be at most {MAX_SIDE}: extend less."
-            )
-        if self.fill not in OUTPAINT_FILLS:
-            raise InvalidRequest(f"`fill` {self.fill!r} is unknown: choose one of {', '.join(OUTPAINT_FILLS)}.")
-
-    @property
-    def result_rect(self) -> tuple[int, int, int, int]:
-        """The extended canvas in document coordinates."""
-        h, w = self.image.shape[:2]
-        ox, oy = self.origin
-        return (ox - self.left, oy - self.top, w + self.left + self.right, h + self.top + self.bottom)
+A1111_ORDER = ("prompt", "negative_prompt", "Steps", "Sampler", "CFG scale", "Seed", "Size", "Model",
+               "Denoising strength")
 
 
-@dataclass(frozen=True, eq=False)
-class UpscaleRequest(GenerationRequest):
-    """Upscales ``image`` by ``scale`` with a pretrained upscaler, then optionally refines it by diffusion.
+def request_parameters(request: GenerationRequest, *, seed: int, model=None, skip: tuple[str, ...] = (),
+                       **extra) -> dict:
+    """The result's generation parameters: every recorded field of ``request`` (the variation's own
+    ``seed``; with the loaded ``model``, its name for the reference and the guidance it really used),
+    its operation, and ``extra`` keys (informational, e.g. the working ``Size``)."""
+    params: dict = {}
+    used = {"seed": seed}
+    if model is not None:
+        used["model"] = model.name
+        if model.ignores_prompt:
+            used["guidance"] = 1.0  # what ran: a model trained without captions has no guidance
+    for f in fields(request):
+        key = f.metadata.get("parameter")
+        if key is None or f.name in skip:
+            continue
+        value = used.get(f.name, getattr(request, f.name))
+        params[key] = _format(f, value)
+    params["Operation"] = request.operation
+    params.update(extra)
+    first = [k for k in A1111_ORDER if k in params]
+    return {k: params[k] for k in first + [k for k in params if k not in first]}
 
-    ``upscaler``: "" for the bundled Real-ESRGAN x4plus, "lanczos", an upscaler file (ESRGAN,
-    Real-ESRGAN, SwinIR, HAT… as ``.safetensors`` or ``.pth``), a diffusers folder of the Stable
-    Diffusion x4 upscaler or of CompVis LDM super-resolution, or a name in the model folder.
-    ``refine``: after upscaling, an img2img pass per tile at ``strength`` with ``model`` (any SD
-    family model; "" = the embedded one). ``tile``: tile side in pixels of each stage's input
-    (0 = chosen from the memory available). ``noise_level``: the SD x4 upscaler's noise level.
 
-    The result is the whole upscaled image with its rect at ``origin * scale`` (the studio scales
-    the document by ``scale``).
-    """
-
-    upscaler: str = ""
-    scale: int = 4
-    refine: bool = False
-    strength: float = 0.3
-    tile: int = 0
-    noise_level: int = 20
-
-    operation: ClassVar[str] = "upscale"
-
-    def _check_denoising(self) -> None:
-        if self.refine:  # `strength` is the refine's; the upscalers themselves run all `steps`
-            super()._check_denoising()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not isinstance(self.upscaler, str):
-            raise InvalidRequest(f"`upscaler` must be text, but is {self.upscaler!r}.")
-        if not isinstance(self.refine, bool):
-            raise InvalidRequest(f"`refine` must be True or False, but is {self.refine!r}.")
-        for name in ("scale", "tile", "noise_level"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidRequest(f"`{name}` must be a whole number, but is {value!r}.")
-        _check_range("scale", self.scale, 2, 8, "upscale by 2 to 8 (4 is the usual model's own factor).")
-        if self.tile != 0:
-            _check_range("tile", self.tile, 64, 4096, "use tiles of 64 to 4096 px, or 0 to choose from memory.")
-        _check_range("noise_level", self.noise_level, 0, 350, "the x4 upscaler's noise level is 0 to 350 (20 is usual).")
-        h, w = self.image.shape[:2]
-        if w * self.scale > MAX_SIDE or h * self.scale > MAX_SIDE:
-            raise InvalidRequest(
-                f"`scale` {self.scale} would make the image {w * self.scale}×{h * self.scale} px; each side must be "
-                f"at most {MAX_SIDE}: choose a smaller scale or upscale a part of the image."
-            )
-
-    @property
-    def result_rect(self) -> tuple[int, int, int, int]:
-        """The upscaled image in the coordinates of the document scaled by ``scale``."""
-        h, w = self.image.shape[:2]
-        ox, oy = self.origin
-        return (ox * self.scale, oy * self.scale, w * self.scale, h * self.scale)
+def fields_from_parameters(request_type: type, params: dict) -> dict:
+    """The recorded fields of ``request_type`` found in ``params`` (as parsed from the text), typed
+    like the fields' defaults. Raises :class:`InvalidRequest` naming a key whose value does not read."""
+    out = {}
+    for f in fields(request_type):
+        key = f.metadata.get("parameter")
+        if key is None or key not in params:
+            continue
+        raw = params[key]
+        default = f.default
+        labels = f.metadata.get("labels")
+        try:
+            if labels is not None:
+                by_label = {label.lower(): name for name, label in labels.items()}
+                value = by_label.get(str(raw).strip().lower(), str(raw).strip())
+            elif isinstance(default, bool):
+                text = str(raw).strip().lower()
+                if text not in ("true", "false", "on", "off", "1", "0", "yes", "no"):
+                    raise ValueError(raw)
+                value = text in ("true", "on", "1", "yes")
+            elif isinstance(default, int):
+                value = int(str(raw).strip())
+            elif isinstance(default, float):
+                value = float(str(raw).strip())
+            else:
+                value = str(raw)
+        except ValueError:
+            kind = ("true or false" if isinstance(default, bool) else
+                    "a whole number" if isinstance(default, int) else "a number")
+            raise InvalidRequest(f"The parameters' `{key}` is {raw!r}, which is not {kind}.") from None
+        out[f.name] = value
+    return out

@@ -52,7 +52,7 @@ def engine_vs_raw(model_dir, device, dtype, size, steps):
     from PIL import Image
 
     from backend.engine import Engine
-    from backend.requests import InpaintRequest
+    from backend.ops.inpaint import InpaintRequest
 
     events = queue.Queue()
     engine = Engine(events.put, device=device, preview_interval=0.0)
@@ -109,7 +109,7 @@ def engine_vs_raw(model_dir, device, dtype, size, steps):
 
 
 def big_vs_small(engine, events, model_dir, steps):
-    from backend.requests import InpaintRequest
+    from backend.ops.inpaint import InpaintRequest
 
     def hole_job(size):
         doc = picture(size) if size <= 512 else np.full((size, size, 4), 200, np.uint8)
@@ -139,7 +139,7 @@ def big_vs_small(engine, events, model_dir, steps):
 
 def cancel_latency(engine, events, model_dir, size, steps):
     from backend.events import Cancelled, Progress
-    from backend.requests import InpaintRequest
+    from backend.ops.inpaint import InpaintRequest
 
     img = picture(size)
     mask = np.zeros((size, size), np.uint8)

@@ -24,8 +24,8 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
 torch.set_num_threads(2)
-from backend.upscale import operation
-from backend.requests import UpscaleRequest
+from backend.ops import upscale as operation
+from backend.ops.upscale import UpscaleRequest
 from backend.core import JobContext
 import threading
 size, model, tile = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -33,7 +33,7 @@ yy, xx = np.mgrid[0:size, 0:size]
 img = np.zeros((size, size, 4), np.uint8); img[..., 0] = xx * 255 // size; img[..., 1] = yy * 255 // size; img[..., 3] = 255
 ctx = JobContext(1, lambda e: None, threading.Event(), None, 0.0, None, 0)
 req = UpscaleRequest(image=img, upscaler=model, tile=tile)
-t = time.perf_counter(); out = operation.run_upscale(ctx, req); dt = time.perf_counter() - t
+t = time.perf_counter(); out = operation.run(ctx, req); dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "shape": list(out[0].image.shape)}))
 """

@@ -132,8 +132,9 @@ class Stroke:
         before = {}
         for dx, dy, p in dabs:
             r = self._dab(dx, dy, p, before)
-            changed = r if changed is None else changed.union(r)
-        if before or changed is not None:
+            if r is not None:
+                changed = r if changed is None else changed.union(r)
+        if changed is not None:
             after = {k: self.surface.tiles.get(k) for k in self._work}
             self.doc.history.do(TileEdit(self.surface, before, after, self.kind,
                                          self._description(), self._gesture, changed,
@@ -174,13 +175,21 @@ class Stroke:
             return b.size
         return b.size * (b.min_size + (1 - b.min_size) * pressure)
 
-    def _dab(self, cx: float, cy: float, pressure: float, before: dict) -> Rect:
+    def _dab(self, cx: float, cy: float, pressure: float, before: dict) -> Rect | None:
+        """Paints one dab, clipped to the document; returns what it touched (None: nothing)."""
         b = self.brush
         rect, shape = dab_shape(cx, cy, self._diameter(pressure) / 2, b.hardness)
+        inside = rect.intersect(self.doc.bounds)
+        if inside.empty:
+            return None  # off the canvas: nothing to paint, nothing to undo
+        shape = shape[inside.slices(rect.x, rect.y)]
+        rect = inside
         limit = np.float32(b.opacity * (pressure if b.pressure_opacity else 1.0))
         flow = shape * np.float32(b.flow)
         if self.clip is not None:
             flow *= self.clip.read(rect).astype(np.float32) * np.float32(1 / 255)
+        if not flow.any():
+            return None
         for key in tile_keys(rect, TILE):
             tr = tile_rect(key, TILE)
             part = tr.intersect(rect)

@@ -65,7 +65,7 @@ def run_app(path: str | None = None) -> int:
     QTimer.singleShot(0, window.list_models)
     QTimer.singleShot(0, lambda: window.bridge.preload(window.generation.model_ref()))
     if path:
-        QTimer.singleShot(0, lambda: window.open_path(path))
+        QTimer.singleShot(0, lambda: window.files.open_path(path))
     if os.environ.get("LATENT_STUDIO_EXIT_WHEN_READY"):  # bench/bench_studio.py: time to a usable window
         QTimer.singleShot(0, lambda: (print("READY", flush=True), window.close(), app.quit()))
     return app.exec()

@@ -1,10 +1,11 @@
-"""The backend's events as Qt signals, delivered on the GUI thread.
+"""The engine's events, delivered whole on the GUI thread.
 
-The engine calls ``_on_engine_event`` on its worker thread. That method only
-emits ``_arrived``; because this QObject lives in the GUI thread and the
-signal is connected to one of its *methods*, Qt queues the call, and
-``_dispatch`` runs on the GUI thread, where it re-emits typed signals.
-(Connecting a lambda or plain function instead would run it on the worker.)
+The engine calls ``_on_engine_event`` on its worker thread. That method only emits ``_arrived``;
+because this QObject lives in the GUI thread and the signal is connected to one of its *methods*,
+Qt queues the call, and ``_dispatch`` runs on the GUI thread, where it re-emits the event object
+itself (``event``), and model states also as ``model_state``. (Connecting a lambda or plain
+function instead would run it on the worker.) The engine is anything that implements
+:class:`backend.interface.EngineInterface`: the in-process one by default, a fake in tests.
 """
 from __future__ import annotations
 
@@ -12,17 +13,12 @@ import time
 
 from PySide6.QtCore import QObject, Signal
 
-from backend.events import Cancelled, Failed, ModelState, Preview, Progress, Result, Started
+from backend.events import ModelState, Preview
 
 
 class EngineBridge(QObject):
-    started = Signal(int, str, int)  # job_id, operation, total
-    progress = Signal(int, int, int, str)  # job_id, step, total, stage
-    preview = Signal(int, object, object)  # job_id, image (h, w, 4) uint8, rect (x, y, w, h)
-    result = Signal(int, object)  # job_id, tuple[ResultImage]
-    failed = Signal(int, str, str)  # job_id, message, details
-    cancelled = Signal(int)
-    model_state = Signal(str, str, str, bool, object)  # name, state, message, ignores_prompt, inpaint defaults
+    event = Signal(object)  # every backend event, as the engine sent it
+    model_state = Signal(object)  # ModelState events (preload), also sent on `event`
 
     _arrived = Signal(object)
 
@@ -31,9 +27,9 @@ class EngineBridge(QObject):
         self._arrived.connect(self._dispatch)
         self.last_preview_sent = None  # perf_counter() when the engine emitted the latest preview (benchmarks)
         if engine_factory is None:
-            from backend.engine import Engine
+            from backend.engine import engine_factory as make_factory
 
-            engine_factory = Engine
+            engine_factory = make_factory()
         self.engine = engine_factory(self._on_engine_event)
 
     def _on_engine_event(self, event) -> None:  # the worker thread
@@ -43,22 +39,11 @@ class EngineBridge(QObject):
         sent, event = packet
         if isinstance(event, Preview):
             self.last_preview_sent = sent
-            self.preview.emit(event.job_id, event.image, event.rect)
-        elif isinstance(event, Progress):
-            self.progress.emit(event.job_id, event.step, event.total, event.stage)
-        elif isinstance(event, Started):
-            self.started.emit(event.job_id, event.operation, event.total)
-        elif isinstance(event, Result):
-            self.result.emit(event.job_id, event.images)
-        elif isinstance(event, Failed):
-            self.failed.emit(event.job_id, event.message, event.details)
-        elif isinstance(event, Cancelled):
-            self.cancelled.emit(event.job_id)
-        elif isinstance(event, ModelState):
-            self.model_state.emit(event.name, event.state, event.message, event.ignores_prompt,
-                                  tuple(event.inpaint_defaults))
+        if isinstance(event, ModelState):
+            self.model_state.emit(event)
+        self.event.emit(event)
 
-    # The engine's API, for the GUI thread.
+    # The engine interface, for the GUI thread.
     def submit(self, request) -> int:
         return self.engine.submit(request)
 
@@ -67,6 +52,9 @@ class EngineBridge(QObject):
 
     def preload(self, model: str) -> None:
         self.engine.preload(model)
+
+    def list_models(self) -> list:
+        return self.engine.list_models()
 
     def shutdown(self) -> None:
         self.engine.shutdown(wait=False)

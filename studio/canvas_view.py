@@ -291,8 +291,14 @@ class CanvasView(QWidget):
                     if entry is None:
                         continue
                     image, r = entry
+                    # A tile's document rect is rounded outwards, so neighbours overlap by up to a pixel
+                    # when zoomed: clip each to its own whole widget pixels, or a half-transparent overlay
+                    # (the mask tint) is drawn twice along the seams.
+                    x0, y0 = round(ox + tx * tile), round(oy + ty * tile)
+                    p.setClipRect(QRect(x0, y0, round(ox + (tx + 1) * tile) - x0, round(oy + (ty + 1) * tile) - y0))
                     p.drawImage(QRectF(self.to_widget(r.x, r.y), QRectF(0, 0, r.w * self.zoom, r.h * self.zoom).size()),
                                 image)
+        p.setClipping(False)
         # Previews go above the mask tint: they show what applying the result would give.
         for image, (x, y, w, h) in self._previews.values():
             target = QRectF(self.to_widget(x, y), QRectF(0, 0, w * self.zoom, h * self.zoom).size())

@@ -1,4 +1,4 @@
-"""Saving and loading off the GUI thread, with progress and a cancel flag."""
+"""Work off the GUI thread (saving, loading, autosaving), with progress, and the tasks still running."""
 from __future__ import annotations
 
 import threading
@@ -56,3 +56,32 @@ class BackgroundTask(QObject):
             signal.emit(*args)
         except RuntimeError:  # the window closed meanwhile; the work itself is done
             pass
+
+
+class BackgroundTasks(QObject):
+    """The background tasks of one window: started here, awaited before the window closes."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._tasks: set[BackgroundTask] = set()
+
+    def run(self, fn, done, progress=None) -> BackgroundTask:
+        """Starts ``fn(progress)``; ``done(result, error)`` and ``progress(done, total, text)`` run on the GUI thread."""
+        def finished(result, error):
+            self._tasks.discard(task)
+            done(result, error)
+
+        task = BackgroundTask(fn, finished, self)
+        self._tasks.add(task)
+        if progress is not None:
+            task.progressed.connect(progress)
+        return task.start()
+
+    def wait_all(self, timeout: float = 60) -> None:
+        """Lets a save or autosave in progress finish: never lose work."""
+        for task in list(self._tasks):
+            task.thread.join(timeout=timeout)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)

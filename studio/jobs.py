@@ -1,70 +1,84 @@
-"""Jobs: generate, follow the events, show previews in the canvas, collect variations, apply them.
+"""Jobs: generate, follow the engine's events, show previews in the canvas, collect results, apply them.
 
-One QObject on the GUI thread; every slot here is connected to an
-:class:`EngineBridge` signal, so it runs on the GUI thread.
+One QObject on the GUI thread, driven by the specs: the panel gives the operation's spec and
+typed settings, the spec builds the request from the document and applies a result to it. No
+operation is named here.
 """
 from __future__ import annotations
 
-
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, Signal
 
 from backend.errors import BackendError
-from canvas.parameters import format_parameters, generated_layer_name
-from canvas.geometry import Rect
-
-from .snapshot import NothingToDo, build_request
-
-OP_NAMES = {"inpaint": "Inpaint", "img2img": "Variation", "outpaint": "Outpaint", "upscale": "Upscale"}
+from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
+from operations.spec import CommonSettings, NothingToDo, OperationSpec
 
 
 @dataclass
 class Job:
     job_id: int
+    spec: OperationSpec
     request: object
-    values: dict
+    common: CommonSettings
+    settings: object
     state: str = "queued"
+    previews: set = field(default_factory=set)
 
 
 class JobController(QObject):
     results_ready = Signal(int)  # job_id
     busy_changed = Signal(bool)
 
-    def __init__(self, window, bridge):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, session, bridge, panel, view, queue, strip, *, show_message, layer_applied, parent=None):
+        """``show_message(text, details)``: the message bar; ``layer_applied(layer)``: after a result
+        became a layer (the window makes it active and autosaves)."""
+        super().__init__(parent)
+        self.session = session
         self.bridge = bridge
+        self.panel = panel
+        self.view = view
+        self.queue = queue
+        self.strip = strip
+        self.show_message = show_message
+        self.layer_applied = layer_applied
         self.jobs: dict[int, Job] = {}
         self.results: list = []  # ResultImage of the strip
         self.results_job: Job | None = None
-        bridge.started.connect(self.on_started)
-        bridge.progress.connect(self.on_progress)
-        bridge.preview.connect(self.on_preview)
-        bridge.result.connect(self.on_result)
-        bridge.failed.connect(self.on_failed)
-        bridge.cancelled.connect(self.on_cancelled)
+        bridge.event.connect(self.on_event)
+        strip.picked.connect(self.pick)
+        strip.apply_requested.connect(self.apply)
+        strip.discard_requested.connect(self.discard)
+        strip.more_requested.connect(self.more_like_this)
+        queue.cancel_requested.connect(self.cancel)
+        session.document_changed.connect(lambda _doc: self.discard())
 
     # --- starting ----------------------------------------------------------
-    def generate(self, values: dict | None = None) -> int | None:
-        w = self.window
-        values = values or w.generation.values()
+    def generate(self, spec: OperationSpec | None = None, common: CommonSettings | None = None, settings=None,
+                 random_seed: bool | None = None) -> int | None:
+        """Builds the request from the document and submits it; a problem is one sentence in the bar."""
+        spec = spec or self.panel.spec()
+        common = common or self.panel.common()
+        settings = settings if settings is not None else self.panel.settings(spec.name)
+        if random_seed if random_seed is not None else self.panel.random_seed.isChecked():
+            common = replace(common, seed=random.randrange(0, 2**31 - 1))
         try:
-            request = build_request(w.doc, values)
+            request = spec.build(self.session.doc, common, settings)
             job_id = self.bridge.submit(request)
         except (NothingToDo, BackendError) as exc:
-            w.show_message(str(exc))
+            self.show_message(str(exc))
             return None
-        self.jobs[job_id] = Job(job_id, request, values)
-        w.queue.add(job_id, f"{OP_NAMES.get(values['operation'], values['operation'])} ×{request.count}")
+        self.jobs[job_id] = Job(job_id, spec, request, common, settings)
+        self.queue.add(job_id, f"{spec.noun} ×{request.count}")
         self.busy_changed.emit(True)
         return job_id
 
     def more_like_this(self) -> int | None:
-        if self.results_job is None:
+        job = self.results_job
+        if job is None:
             return None
-        values = dict(self.results_job.values, random_seed=True)
-        return self.generate(values)
+        return self.generate(job.spec, job.common, job.settings, random_seed=True)
 
     def cancel(self, job_id: int | None = None) -> None:
         targets = [job_id] if job_id is not None else list(self.jobs)
@@ -72,106 +86,83 @@ class JobController(QObject):
             self.bridge.cancel(j)
 
     # --- events ------------------------------------------------------------------
-    def on_started(self, job_id: int, operation: str, total: int) -> None:
-        job = self.jobs.get(job_id)
+    def on_event(self, event) -> None:
+        job = self.jobs.get(event.job_id)
         if job is None:
             return
-        job.state = "running"
-        self.window.queue.set_state(job_id, "running")
-        self.window.generation.set_progress(0, total, "starting")
+        if isinstance(event, Preview):
+            rect = self._view_rect(job, event.rect)
+            self.view.set_region(rect)
+            self.view.show_preview(("job", job.job_id, tuple(rect)), event.image, rect)
+        elif isinstance(event, Progress):
+            self.panel.set_progress(event.step, event.total, event.stage)
+        elif isinstance(event, Started):
+            job.state = "running"
+            self.queue.set_state(job.job_id, "running")
+            self.panel.set_progress(0, event.total, "starting")
+        elif isinstance(event, Result):
+            self._finished(job, "done")
+            n = len(event.images)
+            self.panel.set_idle(f"done: {n} result{'s' if n != 1 else ''}")
+            self.results = list(event.images)
+            self.results_job = job
+            self.strip.set_results(event.images)  # picks the first, which previews it in place
+            self.results_ready.emit(job.job_id)
+        elif isinstance(event, Failed):
+            self._finished(job, "failed")
+            self.panel.set_idle("failed")
+            self.show_message(event.message, event.details)
+        elif isinstance(event, Cancelled):
+            self._finished(job, "cancelled")
+            self.panel.set_idle("cancelled")
+            if not self.jobs:
+                self.view.set_region(None)
 
-    def on_progress(self, job_id: int, step: int, total: int, stage: str) -> None:
-        if job_id in self.jobs:
-            self.window.generation.set_progress(step, total, stage)
-
-    def on_preview(self, job_id: int, image, rect) -> None:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            rect = _view_rect(job, rect)
-            self.window.view.set_region(rect)
-            self.window.view.show_preview(("job", job_id, tuple(rect)), image, rect)
-
-    def on_result(self, job_id: int, images) -> None:
-        job = self.jobs.pop(job_id, None)
-        if job is None:
-            return
-        w = self.window
-        w.view.clear_job_previews(job_id)
-        w.queue.set_state(job_id, "done")
-        w.generation.set_idle(f"done: {len(images)} result{'s' if len(images) != 1 else ''}")
-        self.results = list(images)
-        self.results_job = job
-        w.variations.set_results(images)  # picks the first, which previews it in place
-        self._idle_check()
-        self.results_ready.emit(job_id)
-
-    def on_failed(self, job_id: int, message: str, details: str) -> None:
-        if self.jobs.pop(job_id, None) is None:
-            return
-        self.window.view.clear_job_previews(job_id)
-        self.window.queue.set_state(job_id, "failed")
-        self.window.generation.set_idle("failed")
-        self.window.show_message(message, details)
-        self._idle_check()
-
-    def on_cancelled(self, job_id: int) -> None:
-        if self.jobs.pop(job_id, None) is None:
-            return
-        self.window.view.clear_job_previews(job_id)
-        self.window.queue.set_state(job_id, "cancelled")
-        self.window.generation.set_idle("cancelled")
-        if not self.jobs:
-            self.window.view.set_region(None)
-        self._idle_check()
-
-    def _idle_check(self) -> None:
+    def _finished(self, job: Job, state: str) -> None:
+        del self.jobs[job.job_id]
+        self.view.clear_job_previews(job.job_id)
+        self.queue.set_state(job.job_id, state)
         if not self.jobs:
             self.busy_changed.emit(False)
 
-    # --- variations -----------------------------------------------------------------
+    # --- results -----------------------------------------------------------------
     def pick(self, index: int) -> None:
         if 0 <= index < len(self.results):
             r = self.results[index]
-            rect = _view_rect(self.results_job, r.rect)
-            self.window.view.set_region(rect)
-            self.window.view.show_preview("pick", _layer_pixels(r), rect)
+            rect = self._view_rect(self.results_job, r.rect)
+            self.view.set_region(rect)
+            self.view.show_preview("pick", _layer_pixels(r), rect)
 
     def apply(self) -> None:
-        r = self.window.variations.current()
-        if r is None or self.results_job is None:
-            return
+        r = self.strip.current()
         job = self.results_job
-        op = job.values["operation"]
-        name = generated_layer_name(OP_NAMES.get(op, op), job.values["prompt"])
-        x, y = r.rect[0], r.rect[1]
-        doc = self.window.doc
-        params = format_parameters(r.parameters)
-        if op == "upscale":
-            doc.scale(job.request.scale, r.image, (x, y), name, params)
-            self.window.view.fit()
-        else:
-            if not doc.bounds.contains(Rect(*r.rect)):
-                doc.grow_to_include(Rect(*r.rect))  # an outpaint past the edge: grow first
-            doc.add_generated_layer(r.image, x, y, name, params, mask=r.mask)
+        if r is None or job is None:
+            return
+        try:
+            layer = job.spec.apply_result(self.session.doc, job.request, r, job.request.prompt)
+        except (BackendError, ValueError) as exc:
+            self.show_message(str(exc))
+            return
         self.discard()
-        self.window.layers.set_active(doc.layers[-1])
-        self.window.after_generation_applied()
+        self.layer_applied(layer)
+        if job.spec.scales_document:
+            self.view.fit()
 
     def discard(self) -> None:
         self.results = []
         self.results_job = None
-        self.window.variations.clear()
-        self.window.view.clear_preview("pick")
-        self.window.view.set_region(None)
+        self.strip.clear()
+        self.view.clear_preview("pick")
+        self.view.set_region(None)
 
-
-def _view_rect(job, rect):
-    """Where a job's image shows in the current document: upscales come back in scaled coordinates."""
-    scale = getattr(job.request, "scale", 1) if job is not None and job.values["operation"] == "upscale" else 1
-    if scale == 1:
-        return tuple(rect)
-    x, y, w, h = rect
-    return (x / scale, y / scale, w / scale, h / scale)
+    @staticmethod
+    def _view_rect(job: Job | None, rect):
+        """Where a job's image shows in the current document: a scaling job's come back scaled."""
+        if job is None or not job.spec.scales_document:
+            return tuple(rect)
+        s = job.request.scale
+        x, y, w, h = rect
+        return (x / s, y / s, w / s, h / s)
 
 
 def _layer_pixels(r):
@@ -179,6 +170,3 @@ def _layer_pixels(r):
     image = r.image.copy()
     image[..., 3] = (image[..., 3].astype("uint16") * r.mask // 255).astype("uint8")
     return image
-
-
-

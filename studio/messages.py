@@ -1,7 +1,7 @@
 """A non-blocking message bar: one sentence, details on demand, never a modal traceback."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QSizePolicy
 
 
 class MessageBar(QFrame):
@@ -12,6 +12,7 @@ class MessageBar(QFrame):
                            "#MessageBar QLabel { color: white; }")
         self.label = QLabel()
         self.label.setWordWrap(True)
+        self.label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # a long sentence never widens the window
         self.details_button = QPushButton("Details…")
         self.details_button.clicked.connect(self._show_details)
         close = QPushButton("✕")

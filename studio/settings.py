@@ -1,44 +1,49 @@
 """Typed, versioned settings stored as JSON in the user's config folder.
 
-Unknown keys are ignored and missing keys take their defaults, so an old
-file never breaks a new version; ``version`` lets a future release migrate.
+The generation settings are the operation specs' own typed settings (``operations``): the common
+ones once, and each operation's own, so each operation keeps its strength, fill and the rest.
+Unknown keys are ignored, a value of the wrong type or out of range takes its default, and a file
+of version 1 (one flat list of generation values) is migrated, so an old file never breaks a new
+version.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-VERSION = 1
+from operations import SPECS
+from operations.spec import CommonSettings, coerce
+
+VERSION = 2
+
+
+def _default_common() -> CommonSettings:
+    return coerce(CommonSettings, {}, app=True)  # the app's own defaults (Variations 4)
+
+
+def _default_operations() -> dict:
+    return {name: spec.settings() for name, spec in SPECS.items()}
 
 
 @dataclass
 class GenerationSettings:
-    operation: str = "inpaint"  # inpaint, outpaint, img2img, upscale
-    model: str = ""  # "" = the embedded default model
-    prompt: str = ""
-    negative_prompt: str = ""
-    strength: float = 1.0  # inpaint's; each operation keeps its own (switching shows that one)
-    outpaint_strength: float = 1.0
-    img2img_strength: float = 0.6  # a variation that keeps the composition
-    steps: int = 20
-    guidance: float = 7.0
-    seed: int = 0
+    operation: str = "inpaint"
+    common: CommonSettings = field(default_factory=_default_common)
+    operations: dict = field(default_factory=_default_operations)  # name -> that spec's settings
     random_seed: bool = True
-    count: int = 4
-    sampler: str = "dpmpp_2m"
-    grow: int = 8
-    feather: int = 16
-    padding: int = 48
-    fill: str = "original"
-    overlap: int = 48
-    upscaler: str = ""  # "" = the bundled Real-ESRGAN x4plus
-    upscale_scale: int = 2
-    upscale_tile: int = 512
-    refine_strength: float = 0.0
     defaults_applied_for: str = ""  # the model whose recommended inpaint settings were last applied
-    restore_detail: bool = True  # inpaint/outpaint: detail from the surroundings, for models that ask for it
+
+    def of(self, name: str):
+        return self.operations[name]
+
+
+@dataclass
+class WindowSettings:
+    geometry: tuple = ()  # (x, y, width, height) of the normal window, in screen pixels
+    maximized: bool = False
 
 
 @dataclass
@@ -52,6 +57,7 @@ class Settings:
     brush_flow: float = 1.0
     color: tuple = (20, 20, 20)
     models: list = field(default_factory=list)  # extra local model paths the user added
+    window: WindowSettings = field(default_factory=WindowSettings)
 
 
 def config_path() -> Path:
@@ -63,20 +69,19 @@ def config_path() -> Path:
     return Path(platformdirs.user_config_dir("latent-studio")) / "settings.json"
 
 
-def _fill(cls, data: dict):
-    known = {f.name: f for f in fields(cls)}
+def _plain(cls, data: dict):
+    """A plain settings dataclass from a mapping: wrong types take the default."""
     kwargs = {}
-    for key, value in (data or {}).items():
-        if key not in known:
+    for f in fields(cls):
+        if f.name not in (data or {}):
             continue
-        default = getattr(cls(), key)
-        if isinstance(default, GenerationSettings):
-            value = _fill(GenerationSettings, value if isinstance(value, dict) else {})
-        elif isinstance(default, bool):
+        value = data[f.name]
+        default = getattr(cls(), f.name)
+        if isinstance(default, bool):
             value = bool(value)
         elif isinstance(default, str) and not isinstance(value, str):
             continue
-        elif isinstance(default, (int, float)) and not isinstance(value, (int, float)):
+        elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             continue
         elif isinstance(default, int) and isinstance(value, float):
             value = int(value)
@@ -84,8 +89,48 @@ def _fill(cls, data: dict):
             value = tuple(value) if isinstance(value, (list, tuple)) else default
         elif isinstance(default, list):
             value = list(value) if isinstance(value, list) else default
-        kwargs[key] = value
+        elif dataclasses.is_dataclass(default):
+            continue
+        kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _generation(data: dict) -> GenerationSettings:
+    if "common" not in data:
+        data = _migrate_v1(data)
+    ops = data.get("operations") if isinstance(data.get("operations"), dict) else {}
+    operation = data.get("operation") if data.get("operation") in SPECS else "inpaint"
+    return GenerationSettings(
+        operation=operation,
+        common=coerce(CommonSettings, data.get("common") if isinstance(data.get("common"), dict) else {}, app=True),
+        operations={name: coerce(spec.settings, ops.get(name) if isinstance(ops.get(name), dict) else {})
+                    for name, spec in SPECS.items()},
+        random_seed=bool(data.get("random_seed", True)),
+        defaults_applied_for=data.get("defaults_applied_for") if isinstance(data.get("defaults_applied_for"), str)
+        else "",
+    )
+
+
+def _migrate_v1(g: dict) -> dict:
+    """Version 1 kept one flat list of generation values, with a strength per operation."""
+    common = {k: g[k] for k in ("model", "prompt", "negative_prompt", "steps", "guidance", "seed", "count", "sampler")
+              if k in g}
+    ops: dict = {"inpaint": {}, "outpaint": {}, "img2img": {}, "upscale": {}}
+    for key, (op, name) in {"strength": ("inpaint", "strength"), "outpaint_strength": ("outpaint", "strength"),
+                            "img2img_strength": ("img2img", "strength"), "grow": ("inpaint", "grow"),
+                            "feather": ("inpaint", "feather"), "padding": ("inpaint", "padding"),
+                            "overlap": ("outpaint", "overlap"), "upscaler": ("upscale", "upscaler"),
+                            "upscale_scale": ("upscale", "scale"), "upscale_tile": ("upscale", "tile"),
+                            "refine_strength": ("upscale", "refine_strength")}.items():
+        if key in g:
+            ops[op][name] = g[key]
+    if "restore_detail" in g:
+        ops["inpaint"]["restore_detail"] = ops["outpaint"]["restore_detail"] = g["restore_detail"]
+    fill = g.get("fill")
+    if isinstance(fill, str):
+        ops["outpaint" if fill == "edge" else "inpaint"]["fill"] = fill
+    return dict(operation=g.get("operation"), common=common, operations=ops, random_seed=g.get("random_seed", True),
+                defaults_applied_for=g.get("defaults_applied_for", ""))
 
 
 def load(path: Path | None = None) -> Settings:
@@ -96,8 +141,14 @@ def load(path: Path | None = None) -> Settings:
         return Settings()
     if not isinstance(data, dict):
         return Settings()
-    settings = _fill(Settings, data)
+    settings = _plain(Settings, data)
     settings.version = VERSION
+    generation = data.get("generation")
+    settings.generation = _generation(generation if isinstance(generation, dict) else {})
+    window = data.get("window")
+    settings.window = _plain(WindowSettings, window if isinstance(window, dict) else {})
+    if len(settings.window.geometry) != 4 or not all(isinstance(v, int) for v in settings.window.geometry):
+        settings.window.geometry = ()
     return settings
 
 

@@ -16,13 +16,34 @@ from canvas.geometry import Rect
 from canvas.selection import Selection
 
 
+class ToolHost:
+    """What tools may use: the brush settings and colour, the active layer, the message bar."""
+
+    def __init__(self, tool_options, layers, show_message):
+        self._options = tool_options
+        self._layers = layers
+        self.show_message = show_message
+
+    def brush_settings(self) -> dict:
+        return self._options.brush()
+
+    def color(self):
+        return self._options.color()
+
+    def set_color(self, rgb) -> None:
+        self._options.set_color(rgb)
+
+    def active_layer(self):
+        return self._layers.active_layer()
+
+
 class Tool:
     name = "tool"
     label = "Tool"
     shortcut = ""
 
-    def __init__(self, host):
-        self.host = host  # the main window: brush settings, colour, active layer, messages
+    def __init__(self, host: ToolHost):
+        self.host = host
 
     def press(self, view, x, y, pressure, modifiers) -> None: ...
     def move(self, view, x, y, pressure, modifiers) -> None: ...

@@ -167,7 +167,7 @@ def test_a_packaged_models_decoder_is_fine_tuned_with_its_latent_space_kept(tiny
 
 
 def test_a_gpu_runs_files_are_packaged_by_the_tool(tiny_model, tmp_path):
-    from backend.training.cli import main_package
+    from cli.training import main_package
 
     work, _, _ = tiny_model
     assert main_package(work, tmp_path / "latent-studio-mini") == 0
@@ -179,7 +179,7 @@ def test_the_gpu_run_fine_tunes_a_packaged_model_and_returns_seven_files(tiny_mo
     from PIL import Image
 
     from backend.training import gpu
-    from backend.training.cli import main_package
+    from cli.training import main_package
 
     _, folder, _ = tiny_model
     d = tmp_path / "data"

@@ -15,7 +15,7 @@ def main() -> int:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--dest", type=Path, default=None)
     args = ap.parse_args()
-    from backend.training.cli import main_package
+    from cli.training import main_package
 
     return main_package(args.dir, args.dest)
 

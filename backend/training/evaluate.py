@@ -102,8 +102,8 @@ class EngineModel:
         import threading
 
         from backend.core import JobContext
-        from backend.operations import run_inpaint
-        from backend.requests import InpaintRequest
+        from backend.ops.inpaint import run as run_inpaint
+        from backend.ops.inpaint import InpaintRequest
 
         h, w = image.shape[:2]
         rgba = np.dstack([image, np.full((h, w), 255, np.uint8)])

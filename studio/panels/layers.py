@@ -13,10 +13,11 @@ from canvas.errors import DocumentError
 
 class LayersPanel(QWidget):
     active_changed = Signal(object)  # the Layer, or None
+    use_settings_requested = Signal(object)  # a generated Layer whose settings the generation panel should take
 
-    def __init__(self, host, parent=None):
+    def __init__(self, show_message=None, parent=None):
         super().__init__(parent)
-        self.host = host
+        self.show_message = show_message or (lambda *a: None)
         self.doc = None
         self._active = None
         self._syncing = False
@@ -26,6 +27,8 @@ class LayersPanel(QWidget):
         self.list.currentRowChanged.connect(self._on_row)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.model().rowsMoved.connect(self._on_rows_moved)
+        self.list.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
 
         self.opacity = QSlider(Qt.Horizontal)
         self.opacity.setRange(0, 100)
@@ -95,7 +98,7 @@ class LayersPanel(QWidget):
                 item.setFlags(item.flags() | Qt.ItemIsEditable | Qt.ItemIsUserCheckable | Qt.ItemIsDragEnabled)
                 item.setCheckState(Qt.Checked if layer.visible else Qt.Unchecked)
                 if layer.parameters:
-                    item.setToolTip(layer.parameters)
+                    item.setToolTip(layer.parameters + "\n\n(right-click: Use these settings)")
                 self.list.addItem(item)
                 if layer is active:
                     self.list.setCurrentItem(item)
@@ -120,7 +123,7 @@ class LayersPanel(QWidget):
         try:
             self.doc.set_layer_properties(layer, **props)
         except (DocumentError, ValueError) as exc:
-            self.host.show_message(str(exc))
+            self.show_message(str(exc))
 
     def _seal(self) -> None:
         if self.doc is not None:
@@ -138,6 +141,19 @@ class LayersPanel(QWidget):
             self.lock.setChecked(layer.locked)
             self._syncing = False
             self.active_changed.emit(layer)
+
+    def _context_menu(self, pos) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        layer = self._layer_at(self.list.row(self.list.itemAt(pos))) if self.list.itemAt(pos) else None
+        if layer is None:
+            return
+        menu = QMenu(self)
+        use = menu.addAction("Use these settings")
+        use.setEnabled(bool(layer.parameters))
+        use.setToolTip("Put the settings this layer was generated with into the generation panel")
+        use.triggered.connect(lambda: self.use_settings_requested.emit(layer))
+        menu.popup(self.list.viewport().mapToGlobal(pos))
 
     def _on_item_changed(self, item) -> None:
         if self._syncing:

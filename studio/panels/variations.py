@@ -6,7 +6,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QListView, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
-THUMB = 96
+THUMB = 80
 
 
 class VariationsStrip(QWidget):
@@ -22,7 +22,7 @@ class VariationsStrip(QWidget):
         self.list.setFlow(QListView.LeftToRight)
         self.list.setWrapping(False)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setFixedHeight(THUMB + 36)
+        self.list.setFixedHeight(THUMB + 30)
         self.list.currentRowChanged.connect(self._on_row)
         self.apply = QPushButton("Apply")
         self.apply.clicked.connect(self.apply_requested)
@@ -31,9 +31,12 @@ class VariationsStrip(QWidget):
         self.more = QPushButton("More like this")
         self.more.clicked.connect(self.more_requested)
         buttons = QVBoxLayout()
+        buttons.setSpacing(2)
         for b in (self.apply, self.discard, self.more):
             buttons.addWidget(b)
+        buttons.addStretch(1)
         layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)
         self.results: list = []

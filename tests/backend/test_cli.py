@@ -144,13 +144,14 @@ def test_inpaint_takes_the_models_recommended_settings_unless_given(files, capsy
     code = app_main.main([str(a) for a in (*common, "--out", files / "rec.png")])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "recommends --fill blur --strength 0.5" in err
+    assert "recommends --strength 0.5 --fill blur for inpaint" in err
     assert "Denoising strength: 0.5" in Image.open(files / "rec.png").text["parameters"]
     code = app_main.main([str(a) for a in (*common, "--strength", 1, "--fill", "original", "--out", files / "own.png")])
     err = capsys.readouterr().err
     assert code == 0, err
     assert "note:" not in err
-    assert "Denoising strength" not in Image.open(files / "own.png").text["parameters"]
+    params = Image.open(files / "own.png").text["parameters"]
+    assert "Denoising strength: 1," in params and "Fill: original" in params
 
 
 def test_no_detail_turns_the_models_detail_transfer_off(files, capsys, tmp_path, tiny_sd15_folder, monkeypatch):

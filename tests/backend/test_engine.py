@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
-from backend.requests import Img2ImgRequest, InpaintRequest, OutpaintRequest
+from backend import Img2ImgRequest, InpaintRequest, OutpaintRequest
 
 from conftest import make_scene  # tests/backend/conftest.py is first on sys.path here
 

@@ -85,8 +85,8 @@ def test_other_families_load_and_inpaint(request, fixture, tmp_path):
     import threading
 
     from backend.core import JobContext
-    from backend.operations import run_inpaint
-    from backend.requests import InpaintRequest
+    from backend.ops.inpaint import run as run_inpaint
+    from backend.ops.inpaint import InpaintRequest
 
     ckpt, config = request.getfixturevalue(fixture)
     local = tmp_path / "model.safetensors"
@@ -111,8 +111,8 @@ def test_tiny_autoencoder_previews(tmp_path, tiny_sd15_folder):
 
     from backend.core import JobContext
     from backend.events import Preview
-    from backend.operations import run_inpaint
-    from backend.requests import InpaintRequest
+    from backend.ops.inpaint import run as run_inpaint
+    from backend.ops.inpaint import InpaintRequest
 
     torch.manual_seed(0)
     taesd = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),

@@ -6,8 +6,7 @@ from PIL import Image
 import main as app_main
 from backend.errors import InvalidRequest
 from backend.events import Preview, Progress, Result, Started
-from backend.outpaint import Pass, _region, plan_passes, segments
-from backend.requests import OutpaintRequest
+from backend.ops.outpaint import OutpaintRequest, Pass, _region, plan_passes, segments
 
 from conftest import make_scene
 
@@ -65,7 +64,7 @@ def test_outpaint_keeps_the_original_and_grows_the_canvas(engine, recorder, tiny
     assert (item.mask[:, :40] == 255).all() and (item.mask[h:] == 255).all()
     assert (item.image[..., 3] == 255).all()  # the new area is painted, opaque
     assert not np.array_equal(item.image[:h, 40: 40 + 16], img[:, :16])  # the band was repainted
-    assert item.parameters["Operation"] == "Outpaint" and item.parameters["Size"] == "168x246"
+    assert item.parameters["Operation"] == "outpaint" and item.parameters["Size"] == "168x246"
     x0, y0, rw, rh = item.rect
     for p in (e for e in events if isinstance(e, Preview)):
         px, py, pw, ph = p.rect
@@ -82,7 +81,7 @@ def test_cli_outpaint_writes_the_extended_png(tmp_path, capsys, tiny_sd15_folder
     assert code == 0, capsys.readouterr().err
     result = Image.open(out)
     assert result.size == (128 + 24, 96 + 8)
-    assert "Operation: Outpaint" in result.text["parameters"]
+    assert "Operation: outpaint" in result.text["parameters"]
     pixels = np.asarray(result.convert("RGBA"))
     assert np.array_equal(pixels[8 + 8:, 24 + 8:], img[8:, 8:])
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from backend.errors import InvalidRequest
-from backend.requests import Img2ImgRequest, InpaintRequest, mask_bbox
+from backend import Img2ImgRequest, InpaintRequest
+from backend.requests import mask_bbox
 
 
 def image(h=64, w=64):

@@ -10,7 +10,7 @@ import main as app_main
 import tiny_upscalers
 from backend.errors import BackendError, InvalidRequest, ModelError
 from backend.events import Cancelled, Preview, Progress, Result, Started
-from backend.requests import UpscaleRequest
+from backend.ops.upscale import UpscaleRequest
 from backend.upscale import memory
 from backend.upscale.colour import colour_fix
 from backend.upscale.tiling import BandWriter, make_plan, overlap_centres, plan_axis, seam_score, tile_weights
@@ -220,7 +220,7 @@ def test_refine_runs_img2img_per_tile_through_the_core(engine, recorder, tiny_sd
     assert "Refine Tile 1 of 4" in {e.stage for e in events if isinstance(e, Progress)}
     p = item.parameters
     assert p["Denoising strength"] == "0.5" and p["prompt"] == "detail" and p["Model"] == tiny_sd15_folder.name
-    assert p["Operation"] == "Upscale" and p["Hires upscaler"] == "Lanczos"
+    assert p["Operation"] == "upscale" and p["Hires upscaler"] == "Lanczos"
     # the colour fix keeps the refined image on the upscaled one's colours (a random model adds only noise)
     base = np.asarray(Image.fromarray(img[..., :3]).resize((400, 320), Image.LANCZOS)).astype(np.float32)
     assert abs(item.image[..., :3].astype(np.float32).mean() - base.mean()) < 3

@@ -17,15 +17,72 @@ coordinates: it starts ``left``/``top`` px before the original's origin, which m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from .core import JobContext, diffuse_region, effective_steps
-from .events import ResultImage
-from .region import prefill
-from .requests import OutpaintRequest
+from ..core import JobContext, diffuse_region, effective_steps
+from ..errors import InvalidRequest
+from ..events import ResultImage
+from ..region import prefill
+from ..requests import MAX_SIDE, GenerationRequest, _check_bool, _check_range, _check_whole, recorded, request_parameters
+from .base import Operation, check_model, diffusion_settings, load_model, native_size_guess, region_seed
 
+OUTPAINT_FILLS = ("edge", "blur", "noise")
 GUIDED_OUTPAINT_FILLS = ("edge", "blur")  # prefills made from the old image: colour guidance follows them
+MAX_EXTEND = 16384
+
+
+@dataclass(frozen=True, eq=False)
+class OutpaintRequest(GenerationRequest):
+    """Extends ``image`` by ``left``/``right``/``top``/``bottom`` pixels and paints the new area.
+
+    The result covers the extended canvas: its rect starts at ``origin - (left, top)``, so it may
+    begin at negative document coordinates (the studio grows the document to it). Pixels of
+    ``image`` farther than ``overlap`` from an extended side come back bit-exact.
+    """
+
+    left: int = recorded(0, "Extend left")
+    right: int = recorded(0, "Extend right")
+    top: int = recorded(0, "Extend top")
+    bottom: int = recorded(0, "Extend bottom")
+    overlap: int = recorded(48, "Overlap")
+    fill: str = recorded("blur", "Fill")
+    restore_detail: bool = recorded(True, "Detail transfer")
+
+    operation: ClassVar[str] = "outpaint"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("left", "right", "top", "bottom", "overlap"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidRequest(f"`{name}` must be a whole number of pixels, but is {value!r}.")
+        for name in ("left", "right", "top", "bottom"):
+            _check_range(name, getattr(self, name), 0, MAX_EXTEND, f"extend a side by 0 to {MAX_EXTEND} px.")
+        if not (self.left or self.right or self.top or self.bottom):
+            raise InvalidRequest("`left`, `right`, `top` and `bottom` are all 0: extend at least one side.")
+        h, w = self.image.shape[:2]
+        _check_range("overlap", self.overlap, 0, 512, "blend 0 to 512 px of the old image into the new area.")
+        if self.overlap > min(w, h) // 2:
+            raise InvalidRequest(
+                f"`overlap` {self.overlap} px is more than half the image ({w}×{h}): use at most {min(w, h) // 2}."
+            )
+        new_w, new_h = w + self.left + self.right, h + self.top + self.bottom
+        if new_w > MAX_SIDE or new_h > MAX_SIDE:
+            raise InvalidRequest(
+                f"The extended image would be {new_w}×{new_h} px; each side must be at most {MAX_SIDE}: extend less."
+            )
+        if self.fill not in OUTPAINT_FILLS:
+            raise InvalidRequest(f"`fill` {self.fill!r} is unknown: choose one of {', '.join(OUTPAINT_FILLS)}.")
+        _check_bool(self, "restore_detail")
+
+    @property
+    def result_rect(self) -> tuple[int, int, int, int]:
+        """The extended canvas in document coordinates."""
+        h, w = self.image.shape[:2]
+        ox, oy = self.origin
+        return (ox - self.left, oy - self.top, w + self.left + self.right, h + self.top + self.bottom)
 
 
 @dataclass(frozen=True)
@@ -64,13 +121,8 @@ def _pass_lengths(request: OutpaintRequest, passes: list[Pass]) -> list[int]:
     return [h if p.side in ("left", "right") else width for p in passes]
 
 
-def total_outpaint(request: OutpaintRequest) -> int:
-    from .upscale.operation import _refine_native_guess
-
-    try:
-        native = _refine_native_guess(request.model)
-    except Exception:  # only a progress-bar estimate
-        native = 512
+def total(request: OutpaintRequest) -> int:
+    native = native_size_guess(request.model)
     passes = plan_passes(request, native)
     regions = sum(len(segments(n, native)) for n in _pass_lengths(request, passes))
     return regions * effective_steps(request.steps, request.strength) * request.count
@@ -162,10 +214,8 @@ def _segment(box, soft: np.ndarray, p: Pass, span: tuple[int, int], first: bool,
     return (x0 + s0, y0, x0 + s1, y1), soft[:, s0:s1] * along[None, :]
 
 
-def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
-    from .operations import _load, _settings
-
-    model = _load(ctx, request)
+def run(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
+    model = load_model(ctx, request)
     native = model.native_size
     passes = plan_passes(request, native)
     spans = [segments(n, native) for n in _pass_lengths(request, passes)]
@@ -185,29 +235,36 @@ def run_outpaint(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage
         c = canvas.copy()
         changed = np.zeros((rh, rw), np.float32)
         known = (L, T, L + w, T + h)
-        params: dict = {}
+        info: dict = {}
         done = 0
         for i, p in enumerate(passes):
             box, pass_soft = _region(p, known, request.overlap, context, c.shape)
             for j, span in enumerate(spans[i]):
                 ctx.check_cancel()
                 (x0, y0, x1, y1), soft = _segment(box, pass_soft, p, span, j == 0, max(32, native // 4))
+                # Each region has its own seed, derived from the variation's: the result is
+                # reproduced from the one seed its parameters record.
+                region = region_seed(seed, done)
                 pixels = c[y0:y1, x0:x1].copy()
-                pixels[..., :3] = _prefill(pixels, soft, p, request.fill, seed + done)
+                pixels[..., :3] = _prefill(pixels, soft, p, request.fill, region)
                 stage = f"Region {done + 1} of {n_regions}" if n_regions > 1 else ""
                 if request.count > 1:
                     stage = f"Image {k + 1} of {request.count}" + (f", {stage.lower()}" if stage else "")
-                settings = _settings(request, seed + done, model, fill="original",
-                                     guide_colours=request.fill in GUIDED_OUTPAINT_FILLS)
+                settings = diffusion_settings(request, region, model, fill="original",
+                                              guide_colours=request.fill in GUIDED_OUTPAINT_FILLS,
+                                              restore_detail=request.restore_detail)
                 region_rect = (rx + x0, ry + y0, x1 - x0, y1 - y0)
-                out, params = diffuse_region(ctx, model, pixels, soft, region_rect, settings, stage=stage)
+                out, info = diffuse_region(ctx, model, pixels, soft, region_rect, settings, stage=stage)
                 touched = soft > 0
                 c[y0:y1, x0:x1][touched] = out[touched]
                 changed[y0:y1, x0:x1] = np.maximum(changed[y0:y1, x0:x1], soft)
                 done += 1
             known = _grow_known(p, known)
-        params = dict(params, Operation="Outpaint", Size=f"{rw}x{rh}",
-                      Outpaint=f"left {request.left} right {request.right} top {request.top} bottom {request.bottom}")
+        params = request_parameters(request, seed=seed, model=model, Size=f"{rw}x{rh}",
+                                    **{"Region size": info.get("Size", "")})
         mask = (np.clip(changed, 0, 1) * 255 + 0.5).astype(np.uint8)
         results.append(ResultImage(image=c, rect=request.result_rect, mask=mask, seed=seed, parameters=params))
     return tuple(results)
+
+
+OPERATION = Operation(OutpaintRequest, run, total, check_model)

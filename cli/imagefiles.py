@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BackendError
+from backend.errors import BackendError
 
 
 class ImageFileError(BackendError):
@@ -27,6 +27,16 @@ def read_document(path: str | os.PathLike):
         return load_image(Path(path))
     except DocumentError as exc:
         raise ImageFileError(str(exc)) from exc
+
+
+def read_parameters(path: str | os.PathLike) -> str | None:
+    """The generation parameters of an image Latent Studio wrote: a PNG's ``parameters`` text, or
+    the topmost generated layer's in an .ora; None when there are none."""
+    doc = read_document(path)
+    for layer in reversed(doc.layers):
+        if layer.parameters:
+            return layer.parameters
+    return None
 
 
 def read_rgba(path: str | os.PathLike) -> np.ndarray:

@@ -90,8 +90,8 @@ def _fail(message: str) -> int:
 
 
 def _run(fn) -> int:
-    from .data import DataError
-    from .loop import TrainingError
+    from backend.training.data import DataError
+    from backend.training.loop import TrainingError
 
     try:
         return fn() or 0
@@ -113,7 +113,7 @@ def cmd_prepare(args) -> int:
     def go():
         import shutil
 
-        from . import data
+        from backend.training import data
 
         d = args.data_dir or data.default_data_dir()
         data.prepare(d)
@@ -144,13 +144,13 @@ def cmd_train_vae(args) -> int:
         return _fail(f"--init-from {init_from} is not a model folder (it has no model_index.json)")
 
     def go():
-        from . import data
-        from .vae import VaeTrainConfig, train_vae
+        from backend.training import data
+        from backend.training.vae import VaeTrainConfig, train_vae
 
         d = data.ensure_prepared(args.data_dir)
         work = Path(args.work_dir or _default_work_dir())
         if init_from is not None:
-            from .package import unpack_folder
+            from backend.training.package import unpack_folder
 
             if (work / "vae_ckpt.pt").is_file() and not args.fresh:
                 return _fail(f"{work} holds an autoencoder checkpoint to resume: add --fresh to start from "
@@ -173,7 +173,7 @@ def cmd_train_unet(args) -> int:
         return _fail(f"--pair-bank must be 0 or more, got {args.pair_bank}")
 
     def go():
-        from .package import DEFAULT_MODEL_DIR, build_folder, unpack_folder
+        from backend.training.package import DEFAULT_MODEL_DIR, build_folder, unpack_folder
 
         out = args.out or DEFAULT_MODEL_DIR
         if args.package_from:
@@ -184,8 +184,8 @@ def cmd_train_unet(args) -> int:
             return 0
         if args.minutes is None and args.steps is None:
             return _fail("give a budget: --minutes N and/or --steps N (or --package-from DIR)")
-        from . import data
-        from .unet import UnetTrainConfig, train_unet
+        from backend.training import data
+        from backend.training.unet import UnetTrainConfig, train_unet
 
         d = data.ensure_prepared(args.data_dir)
         work = args.work_dir or _default_work_dir()
@@ -199,7 +199,7 @@ def cmd_train_unet(args) -> int:
         cfg = UnetTrainConfig(data_dir=d, work_dir=work, preset=args.preset, minutes=args.minutes,
                               max_steps=args.steps, batch=args.batch, resolution=args.resolution,
                               device=args.device, resume=not args.fresh)
-        from .loop import pick_device
+        from backend.training.loop import pick_device
 
         on_cuda = pick_device(args.device).type == "cuda"
         cfg.bank_size = args.bank or (4000 if on_cuda else 192)
@@ -219,9 +219,9 @@ def cmd_evaluate(args) -> int:
         return _fail(bad)
 
     def go():
-        from . import data
-        from .evaluate import run
-        from .package import DEFAULT_MODEL_DIR, update_card_metrics
+        from backend.training import data
+        from backend.training.evaluate import run
+        from backend.training.package import DEFAULT_MODEL_DIR, update_card_metrics
 
         model = args.model or DEFAULT_MODEL_DIR
         if not (Path(model) / "model_index.json").is_file():

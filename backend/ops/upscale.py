@@ -10,23 +10,79 @@ smaller than its rect, which stays exact). The result's rect is ``request.result
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
 
-from ..core import DiffusionSettings, effective_steps
-from ..errors import BackendError
+from ..core import effective_steps
+from ..errors import InvalidRequest
 from ..events import Preview, ResultImage
-from ..requests import UpscaleRequest
-from . import memory
-from .esrgan import UpscalerSource, check_scale, load_upscaler, resolve_upscaler
-from .tiling import BandWriter, TilePlan, make_plan
+from ..requests import MAX_SIDE, GenerationRequest, _check_bool, _check_range, _check_whole, recorded, request_parameters
+from ..upscale import memory
+from ..upscale.esrgan import UpscalerSource, check_scale, load_upscaler, resolve_upscaler
+from ..upscale.tiling import BandWriter, TilePlan, make_plan
+from .base import Operation, check_model, diffusion_settings, load_model, native_size_guess
 
 PREVIEW_MAX = 1024
 FEEDFORWARD_OVERLAP = 16  # input px; the ramp uses its middle half (an ESRGAN's receptive field is ~20 px)
+
+
+@dataclass(frozen=True, eq=False)
+class UpscaleRequest(GenerationRequest):
+    """Upscales ``image`` by ``scale`` with a pretrained upscaler, then optionally refines it by diffusion.
+
+    ``upscaler``: "" for the bundled Real-ESRGAN x4plus, "lanczos", an upscaler file (ESRGAN,
+    Real-ESRGAN, SwinIR, HAT… as ``.safetensors`` or ``.pth``), a diffusers folder of the Stable
+    Diffusion x4 upscaler or of CompVis LDM super-resolution, or a name in the model folder.
+    ``refine``: after upscaling, an img2img pass per tile at ``strength`` with ``model`` (any SD
+    family model; "" = the embedded one). ``tile``: tile side in pixels of each stage's input
+    (0 = chosen from the memory available). ``noise_level``: the SD x4 upscaler's noise level.
+
+    The result is the whole upscaled image with its rect at ``origin * scale`` (the studio scales
+    the document by ``scale``). An upscale that no seed changes (a feed-forward upscaler or
+    Lanczos, without refine) gives one result whatever ``count`` asks.
+    """
+
+    upscaler: str = recorded("", "Hires upscaler")
+    scale: int = recorded(4, "Hires upscale")
+    refine: bool = False
+    strength: float = recorded(0.3, "Denoising strength")
+    tile: int = recorded(0, "Tile size")
+    noise_level: int = recorded(20, "Noise level")
+
+    operation: ClassVar[str] = "upscale"
+
+    def _check_denoising(self) -> None:
+        if self.refine:  # `strength` is the refine's; the upscalers themselves run all `steps`
+            super()._check_denoising()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.upscaler, str):
+            raise InvalidRequest(f"`upscaler` must be text, but is {self.upscaler!r}.")
+        _check_bool(self, "refine")
+        _check_whole(self, "scale", "tile", "noise_level")
+        _check_range("scale", self.scale, 2, 8, "upscale by 2 to 8 (4 is the usual model's own factor).")
+        if self.tile != 0:
+            _check_range("tile", self.tile, 64, 4096, "use tiles of 64 to 4096 px, or 0 to choose from memory.")
+        _check_range("noise_level", self.noise_level, 0, 350, "the x4 upscaler's noise level is 0 to 350 (20 is usual).")
+        h, w = self.image.shape[:2]
+        if w * self.scale > MAX_SIDE or h * self.scale > MAX_SIDE:
+            raise InvalidRequest(
+                f"`scale` {self.scale} would make the image {w * self.scale}×{h * self.scale} px; each side must be "
+                f"at most {MAX_SIDE}: choose a smaller scale or upscale a part of the image."
+            )
+
+    @property
+    def result_rect(self) -> tuple[int, int, int, int]:
+        """The upscaled image in the coordinates of the document scaled by ``scale``."""
+        h, w = self.image.shape[:2]
+        ox, oy = self.origin
+        return (ox * self.scale, oy * self.scale, w * self.scale, h * self.scale)
+
 
 
 @dataclass
@@ -37,6 +93,11 @@ class Plan:
     base_memory: memory.MemoryPlan | None
     refine: TilePlan | None  # in output pixels
     refine_native: int = 512
+
+    @property
+    def varies(self) -> bool:
+        """Whether seeds change the result (a diffusion upscaler, or a refine)."""
+        return self.source.is_diffusion or self.refine is not None
 
     def total(self, request: UpscaleRequest) -> int:
         n = 0
@@ -54,28 +115,6 @@ def _device():
     from ..devices import pick_device
 
     return pick_device(None)
-
-
-def _refine_native_guess(ref: str) -> int:
-    """The refine model's native side without loading it (512 when unknown)."""
-    try:
-        from ..models import resolve
-
-        source = resolve(ref)
-        if source.kind == "folder":
-            info = source.path / "latent_studio.json"
-            if info.is_file() and "native_resolution" in json.loads(info.read_text()):
-                return int(json.loads(info.read_text())["native_resolution"])
-            unet = json.loads((source.path / "unet" / "config.json").read_text())
-            vae = json.loads((source.path / "vae" / "config.json").read_text())
-            return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-        if source.kind == "single_file":
-            from ..checkpoints import inspect_checkpoint
-
-            return 1024 if inspect_checkpoint(source.path).family == "sdxl" else 512
-    except Exception:  # only a guess: the run corrects it
-        pass
-    return 512
 
 
 def make_plan_for(request: UpscaleRequest, *, device=None, dtype=None, refine_native: int | None = None) -> Plan:
@@ -112,22 +151,35 @@ def make_plan_for(request: UpscaleRequest, *, device=None, dtype=None, refine_na
     rn = refine_native or 512
     if request.refine:
         if refine_native is None:
-            rn = _refine_native_guess(request.model)
-        from .refine import plan_refine
+            rn = native_size_guess(request.model)
+        from ..upscale.refine import plan_refine
 
         side = request.tile or rn
         refine = plan_refine(w * s, h * s, side, request.strength)
     return Plan(source, native, base, base_mem, refine, rn)
 
 
-def total_upscale(request: UpscaleRequest) -> int:
+def total(request: UpscaleRequest) -> int:
     try:
         return make_plan_for(request).total(request)
     except Exception:  # the run reports the problem; the total is only a progress bar
         return 1
 
 
-def run_upscale(ctx, request: UpscaleRequest) -> tuple[ResultImage, ...]:
+def check(request: UpscaleRequest) -> None:
+    """Upscaler found and of the right kind, scale it can make, output that fits in memory; the
+    refine model, when refining."""
+    h, w = request.image.shape[:2]
+    source = resolve_upscaler(request.upscaler)
+    if source.kind == "file":
+        load_upscaler(source)  # reads the file: refuses pickles with code and files of another kind
+    check_scale(source, request.scale)
+    memory.check_output_fits(w, h, request.scale)
+    if request.refine:
+        check_model(request)
+
+
+def run(ctx, request: UpscaleRequest) -> tuple[ResultImage, ...]:
     device, dtype = _device()
     plan = make_plan_for(request, device=device, dtype=dtype)
     h, w = request.image.shape[:2]
@@ -136,18 +188,12 @@ def run_upscale(ctx, request: UpscaleRequest) -> tuple[ResultImage, ...]:
     origin = (ox * s, oy * s)
     if plan.base_memory is not None:
         ctx.stage(plan.base_memory.describe("Tiles"))
-    params: dict = {"Operation": "Upscale", "Hires upscale": s, "Hires upscaler": plan.source.name,
-                    "Size": f"{w * s}x{h * s}"}
-    if plan.base is not None and plan.base.tiled:
-        params["Tile"] = f"{plan.base.xs[0][1] - plan.base.xs[0][0]}"
 
     refine_model = None
     if plan.refine is not None:
-        from ..operations import _load
-
-        refine_model = _load(ctx, request)
+        refine_model = load_model(ctx, request)
         if refine_model.native_size != plan.refine_native and not request.tile:
-            from .refine import plan_refine
+            from ..upscale.refine import plan_refine
 
             plan.refine = plan_refine(w * s, h * s, refine_model.native_size, request.strength)
             plan.refine_native = refine_model.native_size
@@ -157,37 +203,50 @@ def run_upscale(ctx, request: UpscaleRequest) -> tuple[ResultImage, ...]:
             ctx.stage(f"{total} steps in all")
 
     alpha = _upscale_alpha(request.image[..., 3], s)
+    # A feed-forward upscaler (or Lanczos) without refine gives the same image for every seed: one result.
+    seeds = request.seeds if plan.varies else [request.seed]
     results = []
     base = None
-    for k, seed in enumerate(request.seeds):
+    for k, seed in enumerate(seeds):
         if base is None or plan.source.is_diffusion:
             base = np.empty((h * s, w * s, 4), np.uint8)
             base[..., 3] = alpha
             prefix = f"Image {k + 1} of {request.count}, " if request.count > 1 and plan.source.is_diffusion else ""
             _base_upscale(ctx, request, plan, base, seed, origin, device, dtype, prefix)
         image = base
-        item_params = dict(params)
         if plan.refine is not None:
-            from .refine import refine
+            from ..upscale.refine import refine
 
-            settings = DiffusionSettings(
-                prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
-                guidance=request.guidance if not refine_model.ignores_prompt else 1.0, strength=request.strength,
-                sampler=request.sampler, seed=seed,
-            )
+            settings = diffusion_settings(request, seed, refine_model)
             prefix = f"Image {k + 1} of {request.count}, refine " if request.count > 1 else "Refine "
             ctx.stage(f"Refining in {len(plan.refine)} tiles of {plan.refine.xs[0][1] - plan.refine.xs[0][0]} px")
-            image, refine_params = refine(ctx, refine_model, base, plan.refine, settings, origin, stage_prefix=prefix)
-            item_params = {**refine_params, **params, "Denoising strength": f"{request.strength:g}"}
-        elif plan.source.is_diffusion:
-            item_params.update({"Steps": request.steps, "Seed": seed})
-            if plan.source.kind == "sd_x4":
-                item_params.update({"prompt": request.prompt, "negative_prompt": request.negative_prompt,
-                                    "CFG scale": f"{request.guidance:g}", "Noise level": request.noise_level})
+            image, _info = refine(ctx, refine_model, base, plan.refine, settings, origin, stage_prefix=prefix)
         mask = np.full((h * s, w * s), 255, np.uint8)
         results.append(ResultImage(image=image, rect=request.result_rect, mask=mask, seed=seed,
-                                   parameters=item_params))
+                                   parameters=_parameters(request, plan, seed, refine_model)))
     return tuple(results)
+
+
+def _parameters(request: UpscaleRequest, plan: Plan, seed: int, refine_model) -> dict:
+    """What made this upscale: the upscaler and scale always; the diffusion settings only where a
+    diffusion stage ran (the SD x4 upscaler's prompt and noise level, the refine's model and strength)."""
+    skip = {"noise_level"} if plan.source.kind != "sd_x4" else set()
+    if plan.refine is None:
+        skip |= {"model", "strength", "sampler"}
+        if plan.source.kind != "sd_x4":
+            skip |= {"prompt", "negative_prompt", "guidance"}
+        if not plan.source.is_diffusion:
+            skip |= {"seed", "steps"}
+    h, w = request.image.shape[:2]
+    params = request_parameters(request, seed=seed, model=refine_model,
+                                skip=tuple(skip), Size=f"{w * request.scale}x{h * request.scale}")
+    params["Hires upscaler"] = plan.source.name
+    if plan.base is not None and plan.base.tiled:
+        params["Tile"] = f"{plan.base.xs[0][1] - plan.base.xs[0][0]}"
+    return params
+
+
+OPERATION = Operation(UpscaleRequest, run, total, check)
 
 
 def _upscale_alpha(alpha: np.ndarray, s: int) -> np.ndarray:
@@ -207,7 +266,7 @@ def _base_upscale(ctx, request, plan: Plan, out: np.ndarray, seed: int, origin, 
         _preview(ctx, out, (origin[0], origin[1], w * s, h * s))
         return
     if plan.source.is_diffusion:
-        from .ldsr import load_pipeline, upscale_tiles
+        from ..upscale.ldsr import load_pipeline, upscale_tiles
 
         mem = plan.base_memory
         run_device = device if mem.device != "cpu" else _cpu()
@@ -289,4 +348,3 @@ def _preview(ctx, rgb: np.ndarray, rect) -> None:
     ctx.emit(Preview(ctx.job_id, image, tuple(int(v) for v in rect), ctx.step, ctx.total))
 
 
-__all__ = ["run_upscale", "total_upscale", "make_plan_for", "BackendError"]

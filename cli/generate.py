@@ -1,0 +1,294 @@
+"""Headless subcommands: one per operation spec (inpaint, img2img, outpaint, upscale), and models.
+
+Every flag comes from the operation's spec: its common and own settings (help, type, choices,
+default), plus the run options below. A setting's value is, first to last: the flag given on the
+command line, the value recorded in ``--settings-from RESULT``, the model's recommendation (where
+the spec allows one), the spec's default.
+
+Bad input prints one line on stderr and exits 2 with nothing written; a job that fails while
+running exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import queue
+import sys
+from pathlib import Path
+
+from backend.errors import BackendError
+from operations import SPECS
+from operations.spec import CommonSettings, OperationSpec
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+def register(sub, engine_factory=None) -> None:
+    for spec in SPECS.values():
+        p = sub.add_parser(spec.name, help=spec.summary, description=spec.description or None)
+        _run_options(p, spec)
+        g = p.add_argument_group("settings (left out: from --settings-from, else the model's recommendation, "
+                                 "else the default shown)")
+        for f in dataclasses.fields(CommonSettings):
+            _add_setting(g, f, spec)
+        for f in dataclasses.fields(spec.settings):
+            _add_setting(g, f, spec)
+        p.set_defaults(func=_command(spec, engine_factory))
+
+    p = sub.add_parser("models", help="list the models found")
+    p.set_defaults(func=_models)
+
+
+def _run_options(p, spec: OperationSpec) -> None:
+    g = p.add_argument_group("input and output")
+    g.add_argument("--image", required=True, help="input image: PNG, JPEG, WebP or .ora")
+    if spec.needs_mask:
+        g.add_argument("--mask", required=True, help="image the size of the input; white (or alpha) = repaint")
+    g.add_argument("--out", required=True, help="output .png (or .ora); with --count N, OUT-0.png … OUT-(N-1).png")
+    g.add_argument("--settings-from", metavar="RESULT",
+                   help=f"take every setting recorded in RESULT (a PNG or .ora that `{spec.name}` wrote); "
+                        "flags given as well win")
+    g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="allow .ckpt/.pt/.bin model files (read with weights_only=True)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
+
+
+def _flag(f: dataclasses.Field, spec: OperationSpec) -> tuple[str, str]:
+    m = f.metadata
+    renamed = spec.cli_names.get(f.name)
+    if isinstance(renamed, tuple):
+        return renamed
+    flag = renamed or m.get("cli") or "--" + f.name.replace("_", "-")
+    return flag, m.get("cli_help") or m.get("help", "")
+
+
+def _add_setting(group, f: dataclasses.Field, spec: OperationSpec) -> None:
+    """A flag whose value is None when left out (so --settings-from and recommendations can tell)."""
+    flag, help_text = _flag(f, spec)
+    m = f.metadata
+    default = f.default
+    if isinstance(default, bool):
+        group.add_argument(flag, dest=f.name, action="store_const", const=not m.get("negate"), default=None,
+                           help=help_text)
+        return
+    if m.get("recommended"):
+        shown = ""
+    elif isinstance(default, str):
+        shown = f" (default: {m['default_text'] if 'default_text' in m else default})" if default or \
+            m.get("default_text") else ""
+    else:
+        shown = f" (default: {default:g})"
+    kwargs = dict(dest=f.name, default=None, help=(help_text + shown).strip(), metavar=flag[2:].upper())
+    if isinstance(default, int):
+        kwargs["type"] = int
+    elif isinstance(default, float):
+        kwargs["type"] = float
+    if m.get("choices"):
+        kwargs["choices"] = list(m["choices"])
+        kwargs["metavar"] = "{" + ",".join(map(str, m["choices"])) + "}"
+    group.add_argument(flag, **kwargs)
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _note(args, text: str) -> None:
+    if not args.quiet:
+        print(f"note: {text}", file=sys.stderr)
+
+
+def _check_out(out: Path) -> None:
+    from .imagefiles import ImageFileError
+
+    if out.suffix.lower() not in (".png", ".ora"):
+        raise ImageFileError(f"--out {out.name} must end in .png or .ora.")
+    if not out.parent.is_dir():
+        raise ImageFileError(f"The folder {out.parent} does not exist: create it or choose another --out.")
+
+
+def _command(spec: OperationSpec, engine_factory):
+    def command(args) -> int:
+        factory = engine_factory
+        if factory is None:
+            from backend.engine import engine_factory as make_factory
+
+            factory = make_factory(device=args.device)
+        events: queue.Queue = queue.Queue()
+        engine = factory(events.put)
+        try:
+            try:
+                _check_out(Path(args.out))
+                request, document = _build(spec, args, engine)
+                engine.check(request)
+            except BackendError as exc:
+                return _fail(str(exc))
+            return _run(args, spec, request, document, engine, events)
+        finally:
+            engine.shutdown(wait=True)
+
+    return command
+
+
+def settings_for(spec: OperationSpec, args, engine) -> tuple[CommonSettings, object]:
+    """The common and own settings of this run: flags, then --settings-from, then the model's
+    recommendation, then the defaults."""
+    from operations.recipe import read_recipe
+
+    common, own = CommonSettings(), spec.settings()
+    if args.settings_from:
+        from .imagefiles import read_parameters
+
+        recipe = read_recipe(read_parameters(args.settings_from), source=Path(args.settings_from).name)
+        if recipe.spec is not spec:
+            raise BackendError(
+                f"{Path(args.settings_from).name} was made by {recipe.spec.name}, not {spec.name}: run "
+                f"`main.py {recipe.spec.name} --settings-from {args.settings_from}` instead.")
+        common, own = recipe.apply(common, own)
+        recorded = set(recipe.common) | set(recipe.settings)
+    else:
+        recorded = set()
+    given = lambda f: getattr(args, f.name, None) is not None  # noqa: E731
+    common = dataclasses.replace(common, **{f.name: getattr(args, f.name)
+                                            for f in dataclasses.fields(CommonSettings) if given(f)})
+    own = dataclasses.replace(own, **{f.name: getattr(args, f.name) for f in dataclasses.fields(own) if given(f)})
+    open_for_model = [f for f in dataclasses.fields(own)
+                      if f.metadata.get("recommended") and not given(f) and f.name not in recorded]
+    if open_for_model:
+        info = engine.model_info(common.model)
+        generic = {f.name: f.default for f in open_for_model}
+        taken = {}
+        for name, value in info.inpaint_defaults:
+            if name in generic:
+                own = dataclasses.replace(own, **{name: value})
+                if value != generic[name]:
+                    taken[name] = value
+        if taken:
+            flags = " ".join(f"{_flag(f, spec)[0]} {taken[f.name]:g}" if isinstance(taken[f.name], float)
+                             else f"{_flag(f, spec)[0]} {taken[f.name]}"
+                             for f in open_for_model if f.name in taken)
+            _note(args, f"{info.name} recommends {flags} for {spec.name} (give them to choose otherwise).")
+    return common, own
+
+
+def _build(spec: OperationSpec, args, engine):
+    """(request, the input document) for this run; raises BackendError with one sentence."""
+    from .imagefiles import read_document, read_mask
+
+    common, own = settings_for(spec, args, engine)
+    doc = read_document(args.image)
+    image = doc.flatten()
+    mask = read_mask(args.mask, (image.shape[1], image.shape[0])) if spec.needs_mask else None
+    b = doc.bounds
+    request = spec.from_image(image, mask, (b.x, b.y), common, own)
+    if args.allow_pickle:
+        request = request.replace(allow_pickle=True)
+    if request.prompt and spec.uses_model(own):
+        info = engine.model_info(request.model)
+        if info.ignores_prompt:  # said even with --quiet: the prompt given does nothing
+            print(f"note: {info.name} was trained without captions and ignores the prompt.", file=sys.stderr)
+    return request, doc
+
+
+def _run(args, spec: OperationSpec, request, doc, engine, events: queue.Queue) -> int:
+    """Runs one job to the end, drawing a progress bar; writes the outputs only on success."""
+    from backend.events import Cancelled, Failed, Progress, Result, Started
+
+    bar = None
+    try:
+        engine.submit(request)
+        while True:
+            event = events.get()
+            if isinstance(event, Started) and not args.quiet:
+                from tqdm import tqdm
+
+                bar = tqdm(total=event.total, unit="step", file=sys.stderr, leave=False)
+            elif isinstance(event, Progress) and bar is not None:
+                bar.n = event.step
+                if event.stage:
+                    bar.set_description(event.stage)
+                bar.refresh()
+            elif isinstance(event, Result):
+                if bar is not None:
+                    bar.close()
+                return _write(args, spec, request, doc, event)
+            elif isinstance(event, Failed):
+                if bar is not None:
+                    bar.close()
+                return _fail(event.message, EXIT_FAILED)
+            elif isinstance(event, Cancelled):
+                if bar is not None:
+                    bar.close()
+                return _fail("the job was cancelled.", EXIT_FAILED)
+    except KeyboardInterrupt:
+        engine.cancel_all()
+        return _fail("interrupted; nothing was written.", 130)
+
+
+def _write(args, spec: OperationSpec, request, doc, result) -> int:
+    import numpy as np
+
+    from canvas.parameters import format_parameters
+
+    from .imagefiles import numbered, write_png
+
+    out = Path(args.out)
+    if out.suffix.lower() == ".ora":
+        return _write_ora(args, spec, request, doc, result)
+    document = doc.flatten()
+    bx, by = doc.bounds.x, doc.bounds.y
+    for i, item in enumerate(result.images):
+        path = numbered(out, i, len(result.images))
+        if spec.scales_document:  # the result is the whole image, scaled
+            write_png(item.image, path, format_parameters(item.parameters))
+            print(path)
+            continue
+        # The output covers the union of the document and the result, which may reach past it
+        # (outpaint) or be a scaled copy (upscale).
+        x, y, w, h = item.rect
+        x, y = x - bx, y - by
+        dh, dw = document.shape[:2]
+        ux, uy = min(0, x), min(0, y)
+        uw, uh = max(dw, x + w) - ux, max(dh, y + h) - uy
+        if (ux, uy, uw, uh) == (0, 0, dw, dh):
+            full = np.array(document, copy=True)
+        else:
+            full = np.zeros((uh, uw, 4), np.uint8)
+            full[-uy: dh - uy, -ux: dw - ux] = document
+        full[y - uy: y - uy + h, x - ux: x - ux + w] = item.image
+        write_png(full, path, format_parameters(item.parameters))
+        print(path)
+    return 0
+
+
+def _write_ora(args, spec: OperationSpec, request, doc, result) -> int:
+    """The input document plus one layer per result (an upscale scales the document first)."""
+    from canvas.errors import DocumentError
+    from canvas.ora import save_ora
+
+    try:
+        for item in result.images:
+            spec.apply_result(doc, request, item, request.prompt)
+        save_ora(doc, args.out)
+    except DocumentError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    print(args.out)
+    return 0
+
+
+def _models(args) -> int:
+    from backend.models import list_models
+    from backend.paths import models_dir
+
+    found = list_models()
+    if not found:
+        print("No models found. Put diffusers folders or .safetensors files in the model folder:")
+        print(f"  {models_dir()}")
+        return 0
+    width = max(len(name) for name, _, _ in found)
+    for name, kind, where in found:
+        print(f"{name:<{width}}  {kind:<12}  {where}")
+    return 0
