@@ -8,6 +8,7 @@ an upscale refine all come through here.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -221,6 +222,9 @@ def _capture_x0(scheduler) -> dict:
     holder: dict = {}
     original = scheduler.step
 
+    # wraps: the pipeline reads step's signature to decide whether to pass it the generator, and an
+    # ancestral sampler (euler_a) not given the seeded generator draws from torch's global one.
+    @functools.wraps(original)
     def step(model_output, timestep, sample, *args, **kwargs):
         out = original(model_output, timestep, sample, *args, **kwargs)
         x0 = None

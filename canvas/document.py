@@ -17,14 +17,13 @@ import numpy as np
 from . import commands as cmd
 from .brush import BrushSettings, Stroke
 from .compositor import TileCache, composite
-from .geometry import Rect
+from .geometry import MAX_SIDE, Rect
 from .history import DEFAULT_LIMIT, History
 from .layer import Layer, check_properties, new_mask
 from .parameters import format_parameters
 from .selection import Selection
 from .tiles import TiledSurface
 
-MAX_SIDE = 1 << 17  # 131072 px: beyond this a document is refused
 
 
 class Document:

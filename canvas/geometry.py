@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Iterator, NamedTuple
 
+MAX_SIDE = 1 << 17  # 131072 px: a document (or image) side beyond this is refused
+
 
 class Rect(NamedTuple):
     x: int

@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-MAX_SIDE = 1 << 17
+from .geometry import MAX_SIDE
+
 MAX_PIXELS = 1 << 30
 
 

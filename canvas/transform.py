@@ -13,7 +13,7 @@ from PIL import Image
 
 from .commands import TileEdit
 from .errors import DocumentError, LayerLockedError
-from .geometry import Rect, tile_keys
+from .geometry import MAX_SIDE, Rect, tile_keys
 from .history import Command
 from .layer import Layer
 from .parameters import format_parameters
@@ -100,7 +100,6 @@ def scale_document(doc, scale: int, top: np.ndarray | None = None, top_xy=(0, 0)
         raise DocumentError(f"The document can be scaled by 2 to 16, not {scale}.")
     b = doc.bounds
     new_bounds = Rect(b.x * scale, b.y * scale, b.w * scale, b.h * scale)
-    from .document import MAX_SIDE
 
     if new_bounds.w > MAX_SIDE or new_bounds.h > MAX_SIDE:
         raise DocumentError(f"Scaled by {scale} the document would be {new_bounds.w}×{new_bounds.h} px, "

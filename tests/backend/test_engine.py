@@ -147,13 +147,20 @@ def test_pickle_checkpoints_are_refused_and_run_nothing(engine, recorder, malici
     assert not marker.exists()
 
 
-def test_every_sampler_runs_and_previews(engine, recorder, tiny_sd15_folder):
+def test_every_sampler_runs_previews_and_repeats_itself(engine, recorder, tiny_sd15_folder):
+    """Ancestral samplers draw fresh noise at every step: from the seeded generator, never torch's global one."""
+    import torch
+
     from backend.samplers import SAMPLERS
 
     for name in SAMPLERS:
-        events = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, sampler=name, steps=3)))
+        torch.manual_seed(1)  # torch's global generator in another state for each run: a seeded result must not care
+        events = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, sampler=name, steps=3, seed=5)))
         assert isinstance(events[-1], Result), (name, events[-1])
         assert len([e for e in events if isinstance(e, Preview)]) == 3, name
+        torch.manual_seed(2)
+        again = recorder.wait(engine.submit(inpaint(tiny_sd15_folder, sampler=name, steps=3, seed=5)))
+        assert np.array_equal(events[-1].images[0].image, again[-1].images[0].image), name
 
 
 def test_preload_reports_the_model_state(engine, recorder, tiny_sd15_folder, tmp_path):

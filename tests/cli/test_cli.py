@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import main as app_main
-from conftest import make_scene
+from scenes import make_scene
 
 ROOT = Path(__file__).resolve().parents[2]
 
