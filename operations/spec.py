@@ -118,7 +118,7 @@ class OperationSpec:
         if not doc.bounds.contains(rect):
             doc.grow_to_include(rect)  # an outpaint past the edge: grow first
         return doc.add_generated_layer(result.image, rect.x, rect.y, name, format_parameters(result.parameters),
-                                       mask=result.mask)
+                                       mask=touched(result.mask))
 
     def default_settings(self):
         return self.settings()
@@ -167,6 +167,13 @@ def _coerce_value(f: dataclasses.Field, value, default):
 
 def replace(instance, **changes):
     return dataclasses.replace(instance, **changes)
+
+
+def touched(mask: np.ndarray) -> np.ndarray:
+    """A result's layer covers every pixel the job changed, fully: its image is already composited
+    (feathered into the surroundings by the engine), so blending it through the soft mask again
+    would feather the edge twice, and the document would differ from the image the engine made."""
+    return np.where(mask > 0, 255, 0).astype(np.uint8)
 
 
 def opaque_content(rgba: np.ndarray) -> bool:

@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 
 from backend.errors import BackendError
 from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
-from operations.spec import CommonSettings, NothingToDo, OperationSpec
+from operations.spec import CommonSettings, NothingToDo, OperationSpec, touched
 
 
 @dataclass
@@ -168,5 +168,5 @@ class JobController(QObject):
 def _layer_pixels(r):
     """What applying this result would add: its pixels where the job changed something."""
     image = r.image.copy()
-    image[..., 3] = (image[..., 3].astype("uint16") * r.mask // 255).astype("uint8")
+    image[..., 3] = (image[..., 3].astype("uint16") * touched(r.mask) // 255).astype("uint8")
     return image

@@ -11,7 +11,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDockWidget
 
 DEFAULT_SIZE = (1400, 900)
-FRAME = (16, 48)  # room left for the window manager's frame and title bar, px
+FRAME = (8, 40, 8, 8)  # left, top (title bar), right, bottom: room for the window manager's frame, px
 
 
 def available_area(widget=None) -> QRect:
@@ -21,21 +21,22 @@ def available_area(widget=None) -> QRect:
 
 
 def fit_geometry(saved: tuple, available: QRect, minimum=(0, 0), default=DEFAULT_SIZE) -> QRect:
-    """The window's geometry: the saved one (or the default size, centred), shrunk to the
-    available area less the frame, and moved inside it."""
-    max_w = max(available.width() - FRAME[0], 1)
-    max_h = max(available.height() - FRAME[1], 1)
+    """The window's client geometry: the saved one (or the default size, centred), shrunk so that it
+    and its frame fit the available area, and moved inside it."""
+    left, top, right, bottom = FRAME
+    max_w = max(available.width() - left - right, 1)
+    max_h = max(available.height() - top - bottom, 1)
     w, h = (saved[2], saved[3]) if len(saved) == 4 else default
     w = min(max(w, minimum[0]), max_w)
     h = min(max(h, minimum[1]), max_h)
     if len(saved) == 4:
         x, y = saved[0], saved[1]
     else:
-        x = available.x() + (available.width() - w) // 2
-        y = available.y() + (available.height() - h - FRAME[1]) // 2
-    x = min(max(x, available.x()), available.x() + available.width() - w - FRAME[0] // 2)
-    y = min(max(y, available.y()), available.y() + available.height() - h - FRAME[1] + FRAME[0] // 2)
-    return QRect(max(x, available.x()), max(y, available.y()), w, h)
+        x = available.x() + left + (max_w - w) // 2
+        y = available.y() + top + (max_h - h) // 2
+    x = min(max(x, available.x() + left), available.x() + available.width() - right - w)
+    y = min(max(y, available.y() + top), available.y() + available.height() - bottom - h)
+    return QRect(x, y, w, h)
 
 
 class PanelsController(QObject):

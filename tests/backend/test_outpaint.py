@@ -34,6 +34,19 @@ def test_passes_are_at_most_half_the_native_size_and_add_up():
     assert max(p.amount for p in passes) <= 128
 
 
+def test_each_result_records_its_own_seed_and_reproduces_from_it(engine, recorder, tiny_sd15_folder):
+    """Bug: the parameters recorded the last region's seed (seed 3 wrote "Seed: 6"); now the regions'
+    seeds derive from the variation's, which is what is recorded."""
+    img, _ = make_scene()
+    base = dict(image=img, model=str(tiny_sd15_folder), right=150, steps=2, overlap=16)  # 2 passes, 2 regions
+    many = recorder.wait(engine.submit(OutpaintRequest(seed=3, count=2, **base)))[-1].images
+    assert [r.seed for r in many] == [3, 4]
+    assert [r.parameters["Seed"] for r in many] == [3, 4]
+    one = recorder.wait(engine.submit(OutpaintRequest(seed=4, **base)))[-1].images[0]
+    assert np.array_equal(one.image, many[1].image)  # the second variation, from its own seed alone
+    assert not np.array_equal(many[0].image, many[1].image)
+
+
 def test_mask_is_one_on_new_pixels_and_feathers_to_zero_across_the_band():
     box, soft = _region(Pass("right", 20), (0, 0, 100, 50), overlap=16, context=64, shape=None)
     assert box == (36, 0, 120, 50)

@@ -193,6 +193,15 @@ def test_lanczos_any_scale_and_alpha_is_kept(engine, recorder):
     assert (item.image[:20, :, 3] == 0).all() and (item.image[40:, :, 3] == 255).all()
 
 
+def test_an_upscale_no_seed_changes_gives_one_result_whatever_count_asks(engine, recorder):
+    """Bug: Variations N gave N identical images labelled with N different seeds."""
+    img = textured(24, 32)
+    events = run(engine, recorder, UpscaleRequest(image=img, upscaler="lanczos", scale=2, count=3, seed=7))
+    assert len(events[-1].images) == 1 and events[0].total == 1
+    p = events[-1].images[0].parameters
+    assert "Seed" not in p and "Steps" not in p and p["Hires upscale"] == 2 and p["Operation"] == "upscale"
+
+
 # --- latent diffusion ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["sd_x4", "ldm_sr"])

@@ -42,6 +42,10 @@ def test_inpaint_writes_pngs_with_parameters_and_is_reproducible(files, tiny_sd1
     params = first.text["parameters"]
     assert params.startswith("a lake\nNegative prompt: blur\nSteps: 3, Sampler: DPM++ 2M, CFG scale: 7, Seed: 11,")
     assert "Seed: 12," in second.text["parameters"]
+    # Every setting that changed the pixels, to re-run it from the file (`--settings-from`).
+    for part in ("Model: sd15-4ch-diffusers", "Denoising strength: 1", "Grow: 8", "Feather: 8", "Fill: original",
+                 "Padding: 48", "Detail transfer: True", "Operation: inpaint"):
+        assert part in params, part
     assert np.array_equal(np.asarray(first), np.asarray(single))  # same inputs and seed, same pixels
     original = np.asarray(Image.open(files / "in.png").convert("RGB"))
     assert first.size == (128, 96)
