@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ run: setup
 
 test: setup
 	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+# Everything not marked slow (no diffusion model runs; the studio on the fake engine): under 90 s.
+test-fast: setup
+	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=2 $(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	@for f in bench/bench_*.py; do echo "== $$f"; OMP_NUM_THREADS=2 $(PY) $$f || exit 1; done

@@ -140,3 +140,19 @@ def pytest_terminal_summary(terminalreporter):
     folder = Path(__file__).resolve().parent.parent / "test-artifacts"
     if folder.is_dir() and any(folder.iterdir()):
         terminalreporter.write_line(f"test artifacts (screenshots): {folder}")
+
+
+# Tests that run a diffusion model (a tiny one built from configs) or the real engine are slow by
+# nature: `make test-fast` leaves them out. Marked here by the fixtures they use, so a new test on a
+# tiny model is marked without anyone remembering to; others carry `pytest.mark.slow` themselves.
+SLOW_FIXTURES = {"engine", "real_window", "tiny_model_cache", "models"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        # Parametrized by a fixture's name, fetched with request.getfixturevalue: a tiny model too.
+        params = getattr(getattr(item, "callspec", None), "params", {}).values()
+        names |= {p for p in params if isinstance(p, str)}
+        if names & SLOW_FIXTURES or any(n.startswith("tiny_") for n in names):
+            item.add_marker(pytest.mark.slow)

@@ -2,7 +2,7 @@
 import json
 
 import numpy as np
-
+import pytest
 from PIL import Image
 
 from backend import paths
@@ -25,6 +25,7 @@ def test_it_is_the_default_and_says_it_ignores_prompts():
     assert size < 32 * 2**20
 
 
+@pytest.mark.slow
 def test_cli_inpaints_with_no_model_argument(tmp_path, capsys):
     import main as app_main
 
