@@ -46,14 +46,23 @@ class PanelsController(QObject):
         super().__init__(window)
         self.window = window
         self.docks = {}
-        g = self._dock("Generation", generation, Qt.RightDockWidgetArea)
+        self._dock("Generation", generation, Qt.RightDockWidgetArea)
         self._dock("Layers", layers, Qt.RightDockWidgetArea)
-        t = self._dock("Tool options", tool_options, Qt.LeftDockWidgetArea)
+        self._dock("Tool options", tool_options, Qt.LeftDockWidgetArea)
         h = self._dock("History", history, Qt.LeftDockWidgetArea)
         window.tabifyDockWidget(h, self._dock("Queue", queue, Qt.LeftDockWidgetArea))
         h.raise_()
         self._dock("Variations", variations, Qt.BottomDockWidgetArea)
-        window.resizeDocks([g, t], [330, 200], Qt.Horizontal)
+        self.arrange()
+
+    def arrange(self) -> None:
+        """The docks' first sizes: narrow side columns, most of the right one for the generation
+        panel (the layers list scrolls). Called again once the window has its size on screen."""
+        d, w = self.docks, self.window
+        w.resizeDocks([d["Generation"], d["Tool options"]], [340, 190], Qt.Horizontal)
+        height = max(w.height(), 600)
+        w.resizeDocks([d["Generation"], d["Layers"]], [int(height * 0.68), int(height * 0.32)], Qt.Vertical)
+        w.resizeDocks([d["Tool options"], d["History"]], [int(height * 0.45), int(height * 0.55)], Qt.Vertical)
 
     def _dock(self, title, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self.window)

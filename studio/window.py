@@ -292,6 +292,12 @@ class MainWindow(QMainWindow):
     def offer_recovery(self) -> None:
         self.autosave.offer_recovery()
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not getattr(self, "_arranged", False):
+            self._arranged = True
+            self.panels.arrange()
+
     # --- drag and drop ---------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():

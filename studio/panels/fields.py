@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QPlainTextEdit, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QPlainTextEdit, QSizePolicy, QSpinBox, QWidget
 
 BUNDLED_UPSCALER_LABEL = "Real-ESRGAN x4plus (bundled)"
 
@@ -79,6 +79,8 @@ class SeedEditor(Editor):
         box = QDoubleSpinBox()
         box.setDecimals(0)
         box.setRange(0, float(f.metadata.get("maximum") or 2**32 - 1))
+        box.setMinimumWidth(60)
+        box.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         super().__init__(f, box)
         box.valueChanged.connect(self.changed)
 
@@ -101,9 +103,16 @@ class BoolEditor(Editor):
         self.widget.setChecked(bool(value))
 
 
+def compact(box: QComboBox) -> QComboBox:
+    """A combo box as narrow as its panel: long entries are elided, not widening the dock."""
+    box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(8)
+    return box
+
+
 class ChoiceEditor(Editor):
     def __init__(self, f):
-        box = QComboBox()
+        box = compact(QComboBox())
         for choice in f.metadata.get("choices", ()):
             box.addItem(_choice_label(f, choice), choice)
         super().__init__(f, box)
@@ -138,7 +147,7 @@ class PathEditor(Editor):
     """An editable list of references; ``labels`` maps a shown label to the reference it stands for."""
 
     def __init__(self, f, labels: dict[str, str]):
-        box = QComboBox()
+        box = compact(QComboBox())
         box.setEditable(True)
         self.labels = dict(labels)
         for label in self.labels:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 from operations import SPECS
 from operations.spec import CommonSettings
 
-from .fields import Editor, PathEditor, make_editor
+from .fields import Editor, PathEditor, compact, make_editor
 
 DEFAULT_MODEL_LABEL = "Embedded default model"
 
@@ -35,7 +35,7 @@ class GenerationPanel(QWidget):
         self._defaults_applied_for = g.defaults_applied_for
         self._hidden: dict = {}  # each operation's settings as last set, for the ones the panel does not show
 
-        self.operation = QComboBox()
+        self.operation = compact(QComboBox())
         for name, spec in SPECS.items():
             self.operation.addItem(spec.label, name)
 
@@ -185,11 +185,14 @@ class GenerationPanel(QWidget):
         no model takes part (an upscale without refine) or the model ignores it."""
         spec = self.spec()
         settings = self.settings()
-        self._form.setRowVisible(self.common_editors["count"].widget, spec.varies(settings))
+        varies = spec.varies(settings)
+        self._form.setRowVisible(self.common_editors["count"].widget, varies)
+        for name in ("seed", "steps", "sampler"):  # no seed changes the result: nothing is sampled
+            self.common_editors[name].widget.setEnabled(varies)
+        self.random_seed.setEnabled(varies)
         uses_prompt = spec.uses_model(settings) and not self._ignores_prompt
         for name in ("prompt", "negative_prompt", "guidance"):
-            widget = self.common_editors[name].widget
-            widget.setEnabled(uses_prompt)
+            self.common_editors[name].widget.setEnabled(uses_prompt)
 
     # --- typed values ------------------------------------------------------------------------------
     def common(self) -> CommonSettings:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
-    QSlider, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+    QSlider, QToolButton, QVBoxLayout, QWidget,
 )
 
 from canvas.blend import BLEND_MODES
@@ -46,7 +46,8 @@ class LayersPanel(QWidget):
             ("Dup", "Duplicate the layer", self.duplicate_layer), ("▲", "Move up", lambda: self.move(1)),
             ("▼", "Move down", lambda: self.move(-1)), ("Mask", "Add or remove a layer mask", self.toggle_mask),
         ):
-            b = QPushButton(text)
+            b = QToolButton()
+            b.setText(text)
             b.setToolTip(tip)
             b.clicked.connect(slot)
             buttons.addWidget(b)
