@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -48,14 +49,13 @@ def streaming(model_dir: Path) -> tuple[float, float, float]:
 
     app = QApplication.instance() or QApplication([])
     settings = Settings()
-    settings.generation.steps = 30
-    settings.generation.count = 2
+    settings.generation.common = dataclasses.replace(settings.generation.common, steps=30, count=2)
     settings.generation.random_seed = False
     window = MainWindow(settings, engine_factory=lambda cb: Engine(cb, preview_interval=0.0, threads=2),
                         autosave_dir=Path(tempfile.mkdtemp()))
     window.resize(1400, 900)
     window.show()
-    window.generation.model.setCurrentText(str(model_dir))
+    window.generation.editor("model").set_value(str(model_dir))
     window.doc.select(Selection.rectangle(Rect(300, 200, 300, 250)))
 
     latencies: list[float] = []
@@ -91,7 +91,7 @@ def streaming(model_dir: Path) -> tuple[float, float, float]:
     run_job()  # warm-up: loads the model, fits the previewer
     latencies.clear()
     stall = max(run_job() for _ in range(2))
-    window._saved_revision = window.doc.history.revision
+    window.session.forget_changes()
     window.close()
     window.bridge.engine.shutdown()
     return stall, statistics.median(latencies), max(latencies)
