@@ -80,13 +80,19 @@ class DiffusionSettings:
 
 
 def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
-                   *, stage: str = "", full_region: bool = False) -> tuple[np.ndarray, dict]:
-    """Diffuses one region; returns (composited RGBA crop, {"Size": the working size})."""
+                   *, stage: str = "", full_region: bool = False, start: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, dict]:
+    """Diffuses one region; returns (composited RGBA crop, {"Size": the working size}).
+
+    ``start``: the RGB the diffusion starts from, when the operation prefilled it itself (an
+    exemplar fill searched over more of the image than this region); else ``pixels`` prefilled
+    as ``s.fill`` asks. ``pixels`` stay the original for compositing.
+    """
     import torch
 
     ch, cw = pixels.shape[:2]
     work_w, work_h = working_size(cw, ch, model.native_size)
-    rgb = prefill(pixels[..., :3], soft, s.fill, s.seed)
+    rgb = start if start is not None else prefill(pixels[..., :3], soft, s.fill, s.seed)
     init = Image.fromarray(rgb).resize((work_w, work_h), Image.LANCZOS)
     use_inpaint = not full_region or model.is_inpainting
     pipe = model.inpaint if use_inpaint else model.img2img
@@ -109,6 +115,11 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
+    keep = input_detail_weight(s.strength)
+    # The start image's latents: what the previews are drawn relative to, and what the autoencoder's
+    # loss of detail is measured on.
+    start_latents = anchor.known if anchor is not None else _encode(pipe, init)
+    reference = previewer.reference(start_latents, rgb, model.device, keep)
     done = 0
 
     def on_step(_pipe, i, _t, tensors):
@@ -116,15 +127,18 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         ctx.check_cancel()
         done += 1
         ctx.advance(stage)
-        if ctx.preview_due(final=done >= n_steps):
-            latents = x0_holder.get("x0")
-            if latents is None:
-                latents = tensors["latents"]
-            image = previewer.render(latents[:1], (cw, ch), alpha)
-            ctx.emit(Preview(ctx.job_id, image, rect, ctx.step, ctx.total))
+        latents = tensors["latents"]
         if anchor is not None:
-            return {"latents": anchor.blend(tensors["latents"], done, n_steps)}
-        return {}
+            latents = anchor.blend(latents, done, n_steps)
+        if ctx.preview_due(final=done >= n_steps):
+            estimate = x0_holder.get("x0") if done < n_steps else None
+            if estimate is None:
+                estimate = latents
+            elif anchor is not None:
+                estimate = anchor.blend(estimate, n_steps, n_steps)  # as the last step will keep it
+            image = previewer.render(estimate[:1], (cw, ch), alpha, reference=reference)
+            ctx.emit(Preview(ctx.job_id, image, rect, ctx.step, ctx.total))
+        return {"latents": latents} if anchor is not None else {}
 
     kwargs = dict(
         prompt=s.prompt, negative_prompt=s.negative_prompt or None, image=init, height=work_h, width=work_w,
@@ -140,6 +154,10 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     finally:
         for h in hooks:
             h.remove()
+    if keep > 0:
+        # What the autoencoder loses of the input (its fine detail), put back: at a low strength the
+        # result is the input plus what the denoiser changed, not the autoencoder's blurred copy of it.
+        out = out + keep * (np.asarray(init, np.float32) / 255.0 - _decode(pipe, start_latents))
     generated = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
     if (work_w, work_h) != (cw, ch):
         generated = np.asarray(Image.fromarray(generated).resize((cw, ch), Image.LANCZOS))
@@ -147,6 +165,36 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         generated = transfer_detail(pixels, generated, soft, s.seed)
     result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
     return result, {"Size": f"{work_w}x{work_h}"}
+
+
+def input_detail_weight(strength: float) -> float:
+    """How much of the input's detail the autoencoder loses is put back after a run at ``strength``:
+    all of it up to ``DETAIL_FULL``, fading to none at 1 (a full repaint keeps nothing of the input)."""
+    return float(np.clip((1.0 - strength) / (1.0 - DETAIL_FULL), 0.0, 1.0))
+
+
+DETAIL_FULL = 0.5
+
+
+def _encode(pipe, image):
+    """The mean latent of a PIL image, scaled as the pipeline's latents are."""
+    import torch
+
+    vae = pipe.vae
+    param = next(vae.parameters())
+    pixels = pipe.image_processor.preprocess(image).to(param.device, param.dtype)
+    with torch.no_grad():
+        return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+
+
+def _decode(pipe, latents) -> np.ndarray:
+    """(h, w, 3) float RGB in 0-1 of latents, decoded as the pipeline decodes its result."""
+    import torch
+
+    vae = pipe.vae
+    with torch.no_grad():
+        image = vae.decode(latents.to(next(vae.parameters()).dtype) / vae.config.scaling_factor).sample
+    return pipe.image_processor.postprocess(image.float(), output_type="np")[0]
 
 
 class _LatentAnchor:

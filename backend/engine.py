@@ -205,7 +205,7 @@ class Engine:
             self._emit(ModelState(0, name, "failed", f"{name} could not be loaded ({type(exc).__name__}: {exc})."))
         else:
             self._emit(ModelState(0, name, "ready", ignores_prompt=model.ignores_prompt,
-                                   inpaint_defaults=model.inpaint_defaults))
+                                   recommended=model.recommended))
 
     def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
         operation = _operation(request)

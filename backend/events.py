@@ -47,6 +47,7 @@ class ResultImage:
     mask: np.ndarray  # (h, w) uint8: how much of each pixel the job changed
     seed: int
     parameters: dict = field(default_factory=dict)  # A1111-style keys, see canvas.parameters
+    notes: tuple = ()  # sentences for the user about how it was made (e.g. a fill that fell back)
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,7 +74,7 @@ class ModelState(Event):
     state: str  # "loading", "ready" or "failed"
     message: str = ""
     ignores_prompt: bool = False
-    inpaint_defaults: tuple = ()  # ((name, value), ...): the settings the model recommends for inpainting
+    recommended: tuple = ()  # ((operation, setting, value), ...): the settings the model recommends
 
 
 TERMINAL = (Result, Failed, Cancelled)

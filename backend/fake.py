@@ -130,7 +130,7 @@ class FakeEngine:
             if job_id == "preload":
                 info = self.model_info(request)
                 self._emit(ModelState(0, info.name, "ready", ignores_prompt=info.ignores_prompt,
-                                      inpaint_defaults=info.inpaint_defaults))
+                                      recommended=info.recommended))
                 continue
             self._run(job_id, request)
 

@@ -25,7 +25,7 @@ class ModelInfo:
 
     name: str
     ignores_prompt: bool = False
-    inpaint_defaults: tuple = ()  # ((setting, value), ...): the inpaint settings the model recommends
+    recommended: tuple = ()  # ((operation, setting, value), ...): the settings the model recommends
 
 
 @runtime_checkable

@@ -45,7 +45,8 @@ class ModelSource:
         return Path(self.location)
 
 
-# What inpainting starts from when neither the user nor the model says otherwise.
+# What inpainting starts from when neither the user nor the model says otherwise (the evaluation's
+# "denoiser alone"; the front ends take their defaults from the operation specs).
 GENERIC_INPAINT_DEFAULTS = (("fill", "original"), ("strength", 1.0))
 
 
@@ -64,22 +65,33 @@ def read_info(source: ModelSource) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
-    """The inpaint settings a model recommends (``"inpaint_defaults"`` in latent_studio.json),
-    as ((name, value), ...) over ``fill`` and ``strength``; the generic ones for the rest.
+def recommended_settings(info: dict) -> tuple[tuple[str, str, object], ...]:
+    """The settings a model recommends, as ((operation, setting, value), ...): ``fill`` and
+    ``strength`` of ``"inpaint_defaults"`` and ``"outpaint_defaults"`` in latent_studio.json (values
+    that are not valid are left out). The app and the CLI use them for that model unless told otherwise.
 
-    The embedded model recommends the blurred prefill, which its colour guidance follows: its
-    briefly trained denoiser picks a hole's colours less well than the surroundings' blur does.
+    The embedded model recommends the exemplar prefill refined at a middle strength: the structure
+    comes from the picture itself, the blending and variety from the denoiser.
     """
-    from .region import FILL_MODES
+    from .region import FILL_MODES, OUTPAINT_FILLS
 
-    given = info.get("inpaint_defaults") if isinstance(info.get("inpaint_defaults"), dict) else {}
+    out = []
+    for operation, fills in (("inpaint", FILL_MODES), ("outpaint", OUTPAINT_FILLS)):
+        given = info.get(f"{operation}_defaults")
+        if not isinstance(given, dict):
+            continue
+        if given.get("fill") in fills:
+            out.append((operation, "fill", given["fill"]))
+        strength = given.get("strength")
+        if isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0.0 < strength <= 1.0:
+            out.append((operation, "strength", float(strength)))
+    return tuple(out)
+
+
+def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
+    """The inpaint settings to evaluate a model with: its recommendation, else the generic ones."""
     out = dict(GENERIC_INPAINT_DEFAULTS)
-    if given.get("fill") in FILL_MODES:
-        out["fill"] = given["fill"]
-    strength = given.get("strength")
-    if isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0.0 < strength <= 1.0:
-        out["strength"] = float(strength)
+    out.update({name: value for op, name, value in recommended_settings(info) if op == "inpaint"})
     return tuple(out.items())
 
 
@@ -89,7 +101,7 @@ def model_info(ref: str = ""):
 
     source = resolve(ref)
     info = read_info(source)
-    return ModelInfo(source.name, bool(info.get("ignores_prompt", False)), inpaint_defaults(info))
+    return ModelInfo(source.name, bool(info.get("ignores_prompt", False)), recommended_settings(info))
 
 
 def default_model() -> str:
@@ -157,7 +169,12 @@ class LoadedModel:
 
         key = id(tiny_decoder)
         if key not in self._previewers:
-            self._previewers[key] = LatentPreviewer(self.vae, tiny_decoder)
+            head = None
+            if tiny_decoder is None and self.source.kind == "folder":
+                from .preview import load_head
+
+                head = load_head(self.source.path, self.vae.config.latent_channels)
+            self._previewers[key] = LatentPreviewer(self.vae, tiny_decoder, head)
         return self._previewers[key]
 
     @property
@@ -171,6 +188,10 @@ class LoadedModel:
     @property
     def inpaint_defaults(self) -> tuple[tuple[str, object], ...]:
         return inpaint_defaults(self.info)
+
+    @property
+    def recommended(self) -> tuple[tuple[str, str, object], ...]:
+        return recommended_settings(self.info)
 
     @property
     def colour_guide_cell(self) -> int:

@@ -60,6 +60,12 @@ def _synthetic_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def torch_einsum(z, m):
+    import torch
+
+    return torch.einsum("bchw,cd->bdhw", z, m)
+
+
 def fit_linear_map(vae, n_images: int = 12) -> np.ndarray:
     """A (5, 3) matrix W with rgb ≈ [latent * scaling, 1] @ W, rgb in [0, 1]."""
     import torch
@@ -80,14 +86,16 @@ def fit_linear_map(vae, n_images: int = 12) -> np.ndarray:
 
 
 class LatentPreviewer:
-    """Turns latents into small uint8 RGB images, cheaply."""
+    """Turns latents into small uint8 RGB images, cheaply: with a configured tiny autoencoder, else
+    the model's own preview head (shipped in its folder), else a linear map fitted to its VAE."""
 
     _memory: dict[str, np.ndarray] = {}
 
-    def __init__(self, vae, tiny_decoder=None):
+    def __init__(self, vae, tiny_decoder=None, head=None):
         self.tiny = tiny_decoder
+        self.head = head if tiny_decoder is None else None
         self.scaling = float(vae.config.scaling_factor)
-        self.matrix = None if tiny_decoder is not None else self._matrix_for(vae)
+        self.matrix = None if tiny_decoder is not None or self.head is not None else self._matrix_for(vae)
 
     @classmethod
     def _matrix_for(cls, vae) -> np.ndarray:
@@ -111,27 +119,52 @@ class LatentPreviewer:
         cls._memory[key] = matrix
         return matrix
 
-    def render(self, latents, size: tuple[int, int] | None = None, alpha=None) -> np.ndarray:
-        """(h, w, 4) uint8 from a (1, C, h', w') latent tensor (scaled, as the UNet sees it).
-
-        All the work — the linear map or tiny decode, the bilinear upscale to ``size`` (w, h) and
-        adding ``alpha`` (an (h, w) uint8 tensor) — stays on the latents' device; only the finished
-        uint8 image crosses to the CPU.
-        """
+    def reference(self, start_latents, start_rgb: np.ndarray, device, keep: float):
+        """What a run's previews add back, as its result does (``core.input_detail_weight``): ``keep`` ×
+        (the start image − this previewer's picture of the start's latents). None when ``keep`` is 0."""
         import torch
+
+        if keep <= 0:
+            return None
+        with torch.no_grad():
+            rgb = torch.from_numpy(np.ascontiguousarray(start_rgb[..., :3])).to(device)
+            rgb = rgb.permute(2, 0, 1)[None].float() / 255.0
+            return keep * (rgb - self._picture(start_latents[:1], (rgb.shape[3], rgb.shape[2])))
+
+    def _picture(self, latents, size):
+        """(1, 3, h, w) float RGB in 0-1 (unclamped) of scaled latents, at ``size`` (w, h)."""
         import torch.nn.functional as F
 
+        z = latents[:1]
+        if self.tiny is not None:
+            param = next(self.tiny.parameters())
+            rgb = (self.tiny.decode(z.to(param.device, param.dtype) / self.scaling).sample.float() + 1) * 0.5
+        elif self.head is not None:
+            param = next(self.head.parameters())
+            if param.device != z.device:
+                self.head.to(z.device)
+            rgb = (self.head(z.float()) + 1) * 0.5
+        else:
+            m = self._matrix_on(z.device)
+            rgb = torch_einsum(z.float(), m[:-1]) + m[-1].view(1, 3, 1, 1)
+        if size is not None and (rgb.shape[3], rgb.shape[2]) != tuple(size):
+            rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+        return rgb
+
+    def render(self, latents, size: tuple[int, int] | None = None, alpha=None, reference=None) -> np.ndarray:
+        """(h, w, 4) uint8 from a (1, C, h', w') latent tensor (scaled, as the UNet sees it).
+
+        All the work — the decode or map, the bilinear scaling to ``size`` (w, h), adding back the
+        ``reference`` (from :meth:`reference`: what the result adds back of its start image) and the
+        ``alpha`` (an (h, w) uint8 tensor) — stays on the latents' device; only the finished uint8
+        image crosses to the CPU.
+        """
+        import torch
+
         with torch.no_grad():
-            if self.tiny is not None:
-                param = next(self.tiny.parameters())
-                img = self.tiny.decode(latents[:1].to(param.device, param.dtype) / self.scaling).sample
-                rgb = (img.float().clamp(-1, 1) + 1) * 0.5
-            else:
-                z = latents[:1].float()
-                m = self._matrix_on(z.device)
-                rgb = torch.einsum("bchw,cd->bdhw", z, m[:-1]) + m[-1].view(1, 3, 1, 1)
-            if size is not None and (rgb.shape[3], rgb.shape[2]) != tuple(size):
-                rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+            rgb = self._picture(latents, size)
+            if reference is not None:
+                rgb = rgb + reference.to(rgb.device)
             rgb8 = (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
             if alpha is None:
                 alpha = torch.full(rgb8.shape[1:], 255, dtype=torch.uint8, device=rgb8.device)
@@ -149,3 +182,46 @@ class LatentPreviewer:
     def to_rgb(self, latents) -> np.ndarray:
         """(h, w, 3) uint8 at the latents' own resolution."""
         return self.render(latents)[..., :3]
+
+
+# --- a learned preview decoder, shipped with a model ------------------------------------------------
+
+HEAD_FILE = "preview_head.safetensors"
+HEAD_HIDDEN = 128
+HEAD_LAYERS = 5
+HEAD_FACTOR = 8  # output pixels per latent pixel, a side
+
+
+def make_head(latent_channels: int = 4, hidden: int = HEAD_HIDDEN, layers: int = HEAD_LAYERS,
+              factor: int = HEAD_FACTOR):
+    """A tiny decoder for previews: ``layers`` 3×3 convolutions at the latents' resolution (a view of
+    2·layers+1 latent pixels, ~90 output px), then each latent pixel becomes its factor² output
+    pixels (pixel shuffle). About 5 ms for a 256² preview on a CPU; trained to copy the model's own
+    VAE decoder (``backend/training/preview_head.py``)."""
+    import torch.nn as nn
+
+    mods: list = [nn.Conv2d(latent_channels, hidden, 3, padding=1), nn.SiLU()]
+    for _ in range(layers - 1):
+        mods += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU()]
+    mods += [nn.Conv2d(hidden, 3 * factor * factor, 1), nn.PixelShuffle(factor)]
+    return nn.Sequential(*mods)
+
+
+def load_head(folder, latent_channels: int = 4):
+    """The preview head shipped in a model folder (``preview_head.safetensors``), or None."""
+    from pathlib import Path
+
+    file = Path(folder) / HEAD_FILE
+    if not file.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(file))
+        hidden = int(state["0.weight"].shape[0])
+        layers = sum(1 for k, v in state.items() if k.endswith(".weight") and v.ndim == 4 and v.shape[-1] == 3)
+        head = make_head(latent_channels, hidden, layers)
+        head.load_state_dict(state)
+    except Exception:  # a damaged or foreign file: fall back to the linear map, never fail a job
+        return None
+    return head.eval()

@@ -96,19 +96,29 @@ def working_size(width: int, height: int, native: int, multiple: int = 8) -> tup
 
 # --- prefill -------------------------------------------------------------------
 
-FILL_MODES = ("original", "blur", "flat", "noise")  # what a masked area can start as (inpaint's `fill`)
+FILL_MODES = ("original", "blur", "flat", "noise", "exemplar")  # what a masked area can start as (inpaint's `fill`)
+OUTPAINT_FILLS = ("edge", "blur", "noise", "exemplar")  # what a new canvas area can start as (outpaint's `fill`)
 
 def prefill(rgb: np.ndarray, mask: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
     """Fills the masked area (mask > 0.5) before encoding, as the ``fill`` setting asks.
 
     original: keep the pixels; blur: a blur of the surroundings grown into the
     hole; flat: the surroundings' mean colour; noise: random colour noise with
-    the surroundings' mean and spread.
+    the surroundings' mean and spread; exemplar: the hole continued from the
+    surroundings' own patches (:mod:`backend.exemplar`), or the blur when there is
+    nothing around the hole to copy from.
     """
     if mode == "original":
         return rgb
     hole = mask > 0.5
     keep = ~hole
+    if mode == "exemplar":
+        from .exemplar import NoExemplarSource, exemplar_fill
+
+        try:
+            return exemplar_fill(rgb, hole)
+        except NoExemplarSource:
+            mode = "blur"
     out = rgb.astype(np.float32).copy()
     if not keep.any():
         if mode == "noise":

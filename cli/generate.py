@@ -161,8 +161,8 @@ def settings_for(spec: OperationSpec, args, engine) -> tuple[CommonSettings, obj
         info = engine.model_info(common.model)
         generic = {f.name: f.default for f in open_for_model}
         taken = {}
-        for name, value in info.inpaint_defaults:
-            if name in generic:
+        for operation, name, value in info.recommended:
+            if operation == spec.name and name in generic:
                 own = dataclasses.replace(own, **{name: value})
                 if value != generic[name]:
                     taken[name] = value
@@ -238,6 +238,8 @@ def _write(args, spec: OperationSpec, request, doc, result) -> int:
     out = Path(args.out)
     if out.suffix.lower() == ".ora":
         return _write_ora(args, spec, request, doc, result)
+    for note in dict.fromkeys(n for item in result.images for n in item.notes):
+        _note(args, note)
     document = doc.flatten()
     bx, by = doc.bounds.x, doc.bounds.y
     for i, item in enumerate(result.images):
@@ -269,6 +271,8 @@ def _write_ora(args, spec: OperationSpec, request, doc, result) -> int:
     from canvas.errors import DocumentError
     from canvas.ora import save_ora
 
+    for note in dict.fromkeys(n for item in result.images for n in item.notes):
+        _note(args, note)
     try:
         for item in result.images:
             spec.apply_result(doc, request, item, request.prompt)

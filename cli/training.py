@@ -73,6 +73,14 @@ def register(subparsers) -> None:
                    help="skip training: package the files of a GPU run (tools/gpu_train.sh) from DIR")
     p.set_defaults(func=cmd_train_unet)
 
+    p = subparsers.add_parser("train-preview", help="fit a model's preview head (a tiny decoder for live previews)")
+    _common(p, work=False)
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded latent-studio-mini)")
+    p.add_argument("--steps", type=int, default=6000, help="training steps")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops early)")
+    p.add_argument("--crops", type=int, default=256, help="training photo crops (each encoded and decoded twice)")
+    p.set_defaults(func=cmd_train_preview)
+
     p = subparsers.add_parser("evaluate", help="held-out metrics of the embedded model and a contact sheet")
     _common(p, work=False)
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded latent-studio-mini)")
@@ -81,6 +89,9 @@ def register(subparsers) -> None:
                    help="held-out crops to inpaint (default: all of them, 40; fewer is quicker)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps per inpainting")
     p.add_argument("--write-card", action="store_true", help="record the metrics in the model card")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write every figure to FILE as one flat JSON object")
+    p.add_argument("--no-img2img", action="store_true", help="leave out the (slower) full-resolution img2img figures")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -213,6 +224,37 @@ def cmd_train_unet(args) -> int:
     return _run(go)
 
 
+def cmd_train_preview(args) -> int:
+    bad = _positive(args, "steps", "minutes", "crops")
+    if bad:
+        return _fail(bad)
+
+    def go():
+        import torch
+
+        from backend.training import data
+        from backend.training.package import DEFAULT_MODEL_DIR, write_card
+        from backend.training.preview_head import PreviewHeadConfig, save_head, train_preview_head
+
+        model = Path(args.model or DEFAULT_MODEL_DIR)
+        if not (model / "model_index.json").is_file() or not (model / "vae").is_dir():
+            return _fail(f"no model folder with a VAE at {model}")
+        from diffusers import AutoencoderKL
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        vae = AutoencoderKL.from_pretrained(str(model / "vae")).to(device)
+        d = data.ensure_prepared(args.data_dir)
+        config = PreviewHeadConfig(crops=args.crops, steps=args.steps, minutes=args.minutes)
+        photos = data.load_photos(d, "train")
+        crops = data.make_crop_bank(photos, config.crops, config.size, seed=config.seed)
+        crops = crops.permute(0, 2, 3, 1).numpy() if hasattr(crops, "permute") else crops
+        state = train_preview_head(vae, crops, config, device=device)
+        print(f"preview head written to {save_head(state, model)}")
+        if (model / "README.md").is_file() and (model / "latent_studio.json").is_file():
+            write_card(model)
+    return _run(go)
+
+
 def cmd_evaluate(args) -> int:
     bad = _positive(args, "crops", "steps")
     if bad:
@@ -228,7 +270,8 @@ def cmd_evaluate(args) -> int:
             return _fail(f"no model folder at {model} (train it: python main.py train-vae / train-unet)")
         d = data.ensure_prepared(args.data_dir)
         sheet = args.sheet or Path(d).parent / "evaluation" / "contact_sheet.png"
-        metrics = run(Path(model), d, sheet, n_inpaint=args.crops, steps=args.steps, device=args.device or "cpu")
+        metrics = run(Path(model), d, sheet, n_inpaint=args.crops, steps=args.steps, device=args.device or "cpu",
+                      json_path=args.json, img2img=not args.no_img2img)
         if args.write_card:
             update_card_metrics(Path(model), metrics)
             print(f"metrics written to {Path(model) / 'README.md'}")

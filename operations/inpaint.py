@@ -43,7 +43,7 @@ def from_document(doc, common: CommonSettings, settings: InpaintSettings) -> Inp
     box = box.intersect(doc.bounds) if box is not None else None
     if doc.selection.is_empty or box is None or box.empty:
         raise NothingToDo("Select or paint a mask over the area to repaint first (M: mask brush, R: rectangle).")
-    margin = crop_margin(settings.grow, settings.feather, settings.padding)
+    margin = crop_margin(settings.grow, settings.feather, settings.padding, settings.fill, (box.w, box.h))
     region = box.expand(margin, margin, margin, margin).intersect(doc.bounds)
     pixels = doc.flatten(region)
     if not opaque_content(pixels):

@@ -20,11 +20,14 @@ def _side(name: str):
 @dataclass(frozen=True)
 class OutpaintSettings:
     strength: float = setting(OutpaintRequest.strength, "Strength", minimum=0.01, maximum=1.0, step=0.05,
-                              help="how much to repaint the new area, 0-1")
+                              recommended=True, help="how much to repaint the new area, 0-1",
+                              cli_help="how much to repaint the new area, 0-1 (default: the model's recommendation, "
+                                       "else 1)")
     overlap: int = setting(OutpaintRequest.overlap, "Overlap", minimum=0, maximum=512, group="Mask",
                            help="band of the old image blended into the new, pixels")
     fill: str = setting(OutpaintRequest.fill, "Fill", choices=OUTPAINT_FILLS, widget="choice", group="Mask",
-                        help="what the new area starts as")
+                        recommended=True, help="what the new area starts as",
+                        cli_help="what the new area starts as (default: the model's recommendation, else blur)")
     restore_detail: bool = setting(
         OutpaintRequest.restore_detail, "Detail from the surroundings", group="Mask", cli="--no-detail", negate=True,
         help="For models that ask for it (the embedded one): give the new area the fine grain of similar-coloured "

@@ -39,7 +39,7 @@ def setting(default, label: str, *, help: str = "", minimum=None, maximum=None, 
     ``cli``: the flag ("--grow"; "" → ``--name``); ``negate``: a flag that sets a bool False
     (``--no-detail``). ``app``: False for settings only the CLI asks for (outpaint's sides come
     from the document in the app). ``special``: the spin box's text for its minimum ("Auto").
-    ``recommended``: a model's ``inpaint_defaults`` may set it. ``group``: a box in the panel.
+    ``recommended``: a model may recommend it (``<operation>_defaults`` in its latent_studio.json). ``group``: a box in the panel.
     """
     meta = dict(label=label, help=help, minimum=minimum, maximum=maximum, step=step, decimals=decimals,
                 choices=tuple(choices), widget=widget, cli=cli, cli_help=cli_help or help, negate=negate,

@@ -103,7 +103,8 @@ class JobController(QObject):
         elif isinstance(event, Result):
             self._finished(job, "done")
             n = len(event.images)
-            self.panel.set_idle(f"done: {n} result{'s' if n != 1 else ''}")
+            notes = " ".join(dict.fromkeys(note for r in event.images for note in r.notes))
+            self.panel.set_idle(f"done: {n} result{'s' if n != 1 else ''}" + (f" — {notes}" if notes else ""))
             self.results = list(event.images)
             self.results_job = job
             self.strip.set_results(event.images)  # picks the first, which previews it in place

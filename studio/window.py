@@ -280,7 +280,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_state(self, event) -> None:
         self.generation.set_model_state(event.name, event.state, event.message, event.ignores_prompt,
-                                        tuple(event.inpaint_defaults))
+                                        tuple(event.recommended))
 
     def list_models(self) -> None:
         """Fills the model picker with the models the engine finds (after the window shows)."""

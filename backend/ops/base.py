@@ -58,18 +58,19 @@ def region_seed(seed: int, index: int) -> int:
     return (seed + index * GOLDEN) & 0xFFFFFFFF
 
 
-def run_variations(ctx, request, model, pixels, soft, rect, *, full_region, **extra) -> tuple[ResultImage, ...]:
+def run_variations(ctx, request, model, pixels, soft, rect, *, full_region, start=None, notes=(),
+                   **extra) -> tuple[ResultImage, ...]:
     """One ``diffuse_region`` per seed of the request; each result records its own seed."""
     results = []
     for k, seed in enumerate(request.seeds):
         stage = f"Image {k + 1} of {request.count}" if request.count > 1 else ""
         image, info = diffuse_region(
             ctx, model, pixels, soft, rect, diffusion_settings(request, seed, model, **extra),
-            stage=stage, full_region=full_region,
+            stage=stage, full_region=full_region, start=start,
         )
         mask = (np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)
         params = request_parameters(request, seed=seed, model=model, **info)
-        results.append(ResultImage(image=image, rect=rect, mask=mask, seed=seed, parameters=params))
+        results.append(ResultImage(image=image, rect=rect, mask=mask, seed=seed, parameters=params, notes=notes))
     return tuple(results)
 
 

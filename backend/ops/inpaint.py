@@ -7,13 +7,15 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import InvalidRequest
+from ..exemplar import NoExemplarSource, exemplar_fill
 from ..region import FILL_MODES, blend_mask
 from ..requests import GenerationRequest, _check_bool, _check_range, _check_whole, _frozen_pixels, mask_bbox, recorded
 from .base import Operation, check_model, diffusion_total, load_model, run_variations
 
 # Prefills made from the surroundings, which colour guidance follows: "original" is the hole's own
 # content (repainted freely at strength 1), "noise" has no colour to follow.
-GUIDED_FILLS = ("blur", "flat")
+GUIDED_FILLS = ("blur", "flat", "exemplar")
+EXEMPLAR_CONTEXT = 96  # px: at least this much of the image around the hole (and as much as the hole is wide)
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,9 +68,9 @@ class InpaintRequest(GenerationRequest):
         box = mask_bbox(mask)
         if box is None:
             return cls(image=image[:8, :8], mask=mask[:8, :8], origin=origin, **kwargs)  # raises: empty
-        margin = crop_margin(kwargs.get("grow", cls.grow), kwargs.get("feather", cls.feather),
-                             kwargs.get("padding", cls.padding))
         x0, y0, x1, y1 = box
+        margin = crop_margin(kwargs.get("grow", cls.grow), kwargs.get("feather", cls.feather),
+                             kwargs.get("padding", cls.padding), kwargs.get("fill", cls.fill), (x1 - x0, y1 - y0))
         h, w = mask.shape
         x0, y0 = max(0, x0 - margin), max(0, y0 - margin)
         x1, y1 = min(w, x1 + margin), min(h, y1 + margin)
@@ -82,12 +84,17 @@ class InpaintRequest(GenerationRequest):
         )
 
 
-def crop_margin(grow, feather, padding) -> int:
-    """How far around the mask's box a job can reach: grown, feathered, then padded with context."""
+def crop_margin(grow, feather, padding, fill="original", box=(0, 0)) -> int:
+    """How far around the mask's box a job can reach: grown, feathered, then padded with context
+    (an exemplar fill searches wider: at least the hole's own size around it)."""
     try:
-        return max(0, int(grow)) + max(0, int(feather)) + max(0, int(padding))
+        reach = max(0, int(grow)) + max(0, int(feather))
+        context = max(0, int(padding))
     except (TypeError, ValueError):
         return 0  # the request itself says what is wrong with the value
+    if fill == "exemplar":
+        context = max(context, EXEMPLAR_CONTEXT, *box)
+    return reach + context
 
 
 def run(ctx, request: InpaintRequest):
@@ -100,12 +107,22 @@ def run(ctx, request: InpaintRequest):
     pad = request.padding
     x0, y0 = max(0, box[0] - pad), max(0, box[1] - pad)
     x1, y1 = min(w, box[2] + pad), min(h, box[3] + pad)
+    fill, start, notes = request.fill, None, ()
+    if fill == "exemplar":
+        # Searched over all the request holds (more of the image than the diffused region), once for
+        # every variation: each seed then refines the same structure its own way.
+        ctx.stage("Filling the hole from the surroundings")
+        try:
+            start = exemplar_fill(request.image[..., :3], soft > 0.5)[y0:y1, x0:x1]
+        except NoExemplarSource:
+            fill, notes = "blur", ("Nothing around the hole to copy from: the blur fill was used instead.",)
+            ctx.stage(notes[0])
     pixels = request.image[y0:y1, x0:x1]
     soft = soft[y0:y1, x0:x1]
     ox, oy = request.origin
     rect = (ox + x0, oy + y0, x1 - x0, y1 - y0)
-    return run_variations(ctx, request, model, pixels, soft, rect, full_region=False, fill=request.fill,
-                          guide_colours=request.fill in GUIDED_FILLS, restore_detail=request.restore_detail)
+    return run_variations(ctx, request, model, pixels, soft, rect, full_region=False, fill=fill, start=start,
+                          notes=notes, guide_colours=fill in GUIDED_FILLS, restore_detail=request.restore_detail)
 
 
 OPERATION = Operation(InpaintRequest, run, diffusion_total, check_model)

@@ -24,12 +24,12 @@ import numpy as np
 from ..core import JobContext, diffuse_region, effective_steps
 from ..errors import InvalidRequest
 from ..events import ResultImage
-from ..region import prefill
+from ..exemplar import NoExemplarSource, exemplar_fill
+from ..region import OUTPAINT_FILLS, prefill
 from ..requests import MAX_SIDE, GenerationRequest, _check_bool, _check_range, _check_whole, recorded, request_parameters
 from .base import Operation, check_model, diffusion_settings, load_model, native_size_guess, region_seed
 
-OUTPAINT_FILLS = ("edge", "blur", "noise")
-GUIDED_OUTPAINT_FILLS = ("edge", "blur")  # prefills made from the old image: colour guidance follows them
+GUIDED_OUTPAINT_FILLS = ("edge", "blur", "exemplar")  # prefills made from the old image: colour guidance follows them
 MAX_EXTEND = 16384
 
 
@@ -198,7 +198,35 @@ def _prefill(pixels: np.ndarray, soft: np.ndarray, p: Pass, fill: str, seed: int
     else:
         hole[-e:] = 1
     hole *= empty
+    if fill == "exemplar":
+        return _exemplar_outwards(rgb, hole > 0.5, p)
     return prefill(rgb, hole, fill, seed)
+
+
+def _exemplar_outwards(rgb: np.ndarray, hole: np.ndarray, p: Pass) -> np.ndarray:
+    """The exemplar fill of a strip at the region's edge. The shift-map only fills a hole with known
+    pixels around it, so the known context is mirrored beyond the strip: the strip then lies between
+    the image and its reflection, and is continued from both."""
+    flip = p.side in ("top", "bottom")
+    if flip:  # work on columns as rows
+        rgb, hole = rgb.transpose(1, 0, 2), hole.T
+    at_start = p.side in ("left", "top")
+    if at_start:
+        rgb, hole = rgb[:, ::-1], hole[:, ::-1]
+    e = p.amount
+    known = rgb[:, : rgb.shape[1] - e]
+    mirror = known[:, ::-1][:, : max(16, min(known.shape[1], e))]
+    wide = np.concatenate([rgb, mirror], axis=1)
+    wide_hole = np.concatenate([hole, np.zeros(mirror.shape[:2], bool)], axis=1)
+    try:
+        out = exemplar_fill(np.ascontiguousarray(wide), wide_hole)[:, : rgb.shape[1]]
+    except NoExemplarSource:
+        out = prefill(np.ascontiguousarray(rgb), hole.astype(np.float32), "blur")
+    if at_start:
+        out = out[:, ::-1]
+    if flip:
+        out = out.transpose(1, 0, 2)
+    return np.ascontiguousarray(out)
 
 
 def _segment(box, soft: np.ndarray, p: Pass, span: tuple[int, int], first: bool, overlap: int):

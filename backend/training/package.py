@@ -21,10 +21,11 @@ from .loop import TrainingError
 
 MODEL_NAME = "latent-studio-mini"
 TRAINING_RECORD = "training.json"  # train_stats.json of the run that made a folder
-# What the app and CLI use for this model unless told otherwise (backend.models.inpaint_defaults),
+# What the app and CLI use for this model unless told otherwise (backend.models.recommended_settings),
 # and the latent cell size of its colour guidance (backend.core._LatentAnchor): measured with
 # `evaluate`, see the model card.
-INPAINT_DEFAULTS = {"fill": "blur", "strength": 1.0}
+INPAINT_DEFAULTS = {"fill": "exemplar", "strength": 0.5}
+OUTPAINT_DEFAULTS = {"fill": "exemplar", "strength": 0.5}
 COLOUR_GUIDE_CELL = 4
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "resources" / "models" / MODEL_NAME
@@ -109,7 +110,7 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print) -> P
     (tmp / "latent_studio.json").write_text(
         json.dumps({"ignores_prompt": True, "native_resolution": resolution, "anchor_latents": True,
                     "colour_guide_cell": COLOUR_GUIDE_CELL, "restore_detail": True,
-                    "inpaint_defaults": INPAINT_DEFAULTS,
+                    "inpaint_defaults": INPAINT_DEFAULTS, "outpaint_defaults": OUTPAINT_DEFAULTS,
                     "name": MODEL_NAME}, indent=2) + "\n"
     )
     (tmp / TRAINING_RECORD).write_text(json.dumps(stats, indent=1) + "\n")
@@ -215,8 +216,10 @@ def _data_table() -> str:
     return "\n".join(rows)
 
 
-def model_card(vae_cfg: dict, unet_cfg: dict, params: dict, stats: dict, resolution: int) -> str:
+def model_card(vae_cfg: dict, unet_cfg: dict, params: dict, stats: dict, resolution: int, info: dict | None = None,
+               model_dir: Path | None = None) -> str:
     m = stats.get("metrics", {})
+    info = info or {}
 
     def metric(key, fmt="{:.2f}"):
         return fmt.format(m[key]) if key in m and m[key] is not None else "not measured yet"
@@ -259,19 +262,24 @@ known image's trajectory at every step (`anchor_latents`), which stops a colour 
 denoiser shows over a full sampling run.
 
 ## Recommended settings
-`latent_studio.json` recommends `inpaint_defaults` {json.dumps(INPAINT_DEFAULTS)}; the app applies them
-when it switches to this model and the CLI uses them unless `--fill`/`--strength` are given. With the
-`blur` (or `flat`) fill, the engine also keeps the hole's coarse colours (means over
-{COLOUR_GUIDE_CELL}×{COLOUR_GUIDE_CELL} latent cells, {8 * COLOUR_GUIDE_CELL} px) on the blurred surroundings at every step
+`latent_studio.json` recommends `inpaint_defaults` {json.dumps(info.get('inpaint_defaults', INPAINT_DEFAULTS))} and
+`outpaint_defaults` {json.dumps(info.get('outpaint_defaults', OUTPAINT_DEFAULTS))}; the app applies them when it
+switches to this model and the CLI uses them unless `--fill`/`--strength` are given. The `exemplar` fill
+continues the hole from the picture's own patches (OpenCV contrib's shift-map, the kind of fill
+Content-Aware Fill makes: a roof line or a row of windows carries on), and the denoiser refines it at that
+strength: below 1 the engine adds back the detail its small autoencoder loses of the start image, so the
+fill keeps its structure and gets the model's blending and variety. With a fill made from the surroundings
+(`exemplar`, `blur`, `flat`) the engine also keeps the hole's coarse colours (means over
+{COLOUR_GUIDE_CELL}×{COLOUR_GUIDE_CELL} latent cells, {8 * COLOUR_GUIDE_CELL} px) on the prefill at every step
 (`colour_guide_cell`, low-pass guidance as in ILVR), and the denoiser paints the detail, kept no stronger
 per latent channel than the surroundings' detail at the same step: on its own it picks a hole's colours from
-context less well than a blur of the surroundings does, and paints blotches of foreign colour (see Metrics).
-Its small autoencoder draws little of the finest detail (its reconstructions of held-out crops have about a
-third of the photos' gradient energy), so `restore_detail` asks the engine to give inpainted and outpainted
-areas the fine grain of similar-coloured surroundings, in the share the decoded image lacks around the hole
+context less well than the surroundings do, and paints blotches of foreign colour (see Metrics). Its small
+autoencoder draws little of the finest detail (its reconstructions of held-out crops have about a third of
+the photos' gradient energy), so `restore_detail` asks the engine to give inpainted and outpainted areas the
+fine grain of similar-coloured surroundings, in the share the decoded image lacks around the hole
 (`backend/region.py`, `transfer_detail`); `--no-detail` and the app's "Detail from the surroundings" box turn
 it off.
-
+{_preview_line(model_dir) if model_dir is not None else ""}
 ## Training
 - Autoencoder: L1 + 0.5 × L1 of image gradients + 1e-6 × KL, AdamW, warmup + cosine;
   {stats.get('vae_steps', '?')} steps, batch {stats.get('vae_batch', '?')} of {stats.get('vae_crop', '?')}² crops,
@@ -354,8 +362,20 @@ def write_card(model_dir: Path) -> dict:
     record = model_dir / TRAINING_RECORD
     stats = json.loads(record.read_text()) if record.is_file() else {}
     (model_dir / "README.md").write_text(model_card(vae_cfg, unet_cfg, params, stats,
-                                                    int(info.get("native_resolution", 256))))
+                                                    int(info.get("native_resolution", 256)), info, model_dir))
     return params
+
+
+def _preview_line(model_dir: Path) -> str:
+    from backend.preview import HEAD_FILE
+
+    if not (Path(model_dir) / HEAD_FILE).is_file():
+        return ""
+    return ("\n## Previews\n`" + HEAD_FILE + "` is a tiny decoder for the live previews (five 3×3 convolutions at the "
+            "latents' resolution and a pixel shuffle, about 5 ms for a 256² preview on a CPU), fitted to this model's "
+            "own VAE decoder on the training photos' latents and perturbed copies of them "
+            "(`python main.py train-preview`); a linear latent→RGB map shows this autoencoder's latents in false "
+            "colours.\n")
 
 
 def metrics_section(m: dict) -> str:
@@ -379,4 +399,20 @@ def metrics_section(m: dict) -> str:
             f"- The denoiser alone (fill original, strength 1, so no colour guidance; no detail transfer): colour error "
             f"{m['bare_colour_error']:.2f} (ratio {m['bare_colour_error'] / max(m['telea_colour_error'], 1e-9):.2f}), "
             f"texture distance {m['bare_texture']:.3f}.")
+    if m.get("exemplar_colour_error") is not None and m["exemplar_colour_error"] == m["exemplar_colour_error"]:
+        lines.append(
+            f"- The exemplar fill alone (OpenCV contrib's shift-map), the anchor a painter compares with: colour error "
+            f"{m['exemplar_colour_error']:.2f}, texture distance {m['exemplar_texture']:.3f}; ours with the recommended "
+            f"settings over it: {m['ours_colour_error'] / max(m['exemplar_colour_error'], 1e-9):.2f} in colour (goal "
+            f"≤ 1.02) and {m['ours_texture'] / max(m['exemplar_texture'], 1e-9):.2f} in texture (goal ≤ 1.1).")
+    if m.get("preview_last") is not None and m["preview_last"] == m["preview_last"]:
+        lines.append(
+            f"- Previews: mean |preview − result| in the hole {m['preview_last']:.2f} at the last step and "
+            f"{m['preview_half']:.2f} halfway (0–255; goal for the last step ≤ 4).")
+    for key, strength, goal in (("img2img_s03", 0.3, "≥ 0.80"), ("img2img_s06", 0.6, "≥ 0.5")):
+        if m.get(f"{key}_ssim") is not None:
+            lines.append(
+                f"- img2img at strength {strength:g}, full resolution, on the held-out scenes: SSIM to the input "
+                f"{m[f'{key}_ssim']:.3f} (goal {goal}), colour error {m[f'{key}_colour']:.2f}, two seeds differ by "
+                f"{m[f'{key}_seeds']:.2f} on average (0–255).")
     return "\n".join(lines) + "\n"

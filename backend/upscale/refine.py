@@ -25,20 +25,23 @@ def plan_refine(width: int, height: int, tile: int, strength: float) -> TilePlan
 
 
 def refine(ctx, model, base: np.ndarray, plan: TilePlan, settings: DiffusionSettings, origin, *,
-           stage_prefix: str = "") -> tuple[np.ndarray, dict]:
-    """Refined copy of ``base`` (RGBA uint8, output resolution); ``origin``: its top-left in document coordinates."""
+           stage_prefix: str = "", hold_radius: int | None = None) -> tuple[np.ndarray, dict]:
+    """Refined copy of ``base`` (RGBA uint8, output resolution); ``origin``: its top-left in document coordinates.
+
+    Each tile's low frequencies (a blur of ``hold_radius`` px; default: a 32nd of the tile) are held
+    to ``base``'s, so tiles that drift differently leave no seam; 0 holds nothing (one tile alone)."""
     out = np.empty_like(base)
     writer = BandWriter(plan, out[..., :3])
     params: dict = {}
     tiles = plan.tiles
     for tile in tiles:
         ctx.check_cancel()
-        stage = f"{stage_prefix}Tile {tile.index + 1} of {len(tiles)}"
+        stage = f"{stage_prefix}Tile {tile.index + 1} of {len(tiles)}" if len(tiles) > 1 else stage_prefix.rstrip(", ")
         pixels = base[tile.y0: tile.y1, tile.x0: tile.x1]
         rect = (origin[0] + tile.x0, origin[1] + tile.y0, tile.width, tile.height)
         soft = np.ones(pixels.shape[:2], np.float32)
         generated, params = diffuse_region(ctx, model, pixels, soft, rect, settings, stage=stage, full_region=True)
-        fixed = colour_fix(generated, pixels)
+        fixed = colour_fix(generated, pixels, hold_radius) if hold_radius != 0 else generated[..., :3].astype(np.float32)
         writer.add(tile, fixed)
         if tile.x1 == plan.width:
             writer.finish_row(tile.row)

@@ -258,7 +258,7 @@ class GenerationPanel(QWidget):
     _ignores_prompt = False
 
     def set_model_state(self, name: str, state: str, message: str = "", ignores_prompt: bool = False,
-                        inpaint_defaults: tuple = ()) -> None:
+                        recommended: tuple = ()) -> None:
         self._ignores_prompt = state == "ready" and ignores_prompt
         for editor in (self.common_editors[n] for n in ("prompt", "negative_prompt", "guidance")):
             editor.widget.setToolTip("This model was trained without captions: it ignores prompts and guidance."
@@ -268,29 +268,32 @@ class GenerationPanel(QWidget):
             text = f"Model: loading {name}…"
         elif state == "ready":
             text = f"Model: {name} ready" + (" — it ignores prompts (trained without captions)" if ignores_prompt else "")
-            applied = self.apply_inpaint_defaults(name, dict(inpaint_defaults))
+            applied = self.apply_recommended(name, recommended)
             if applied:
-                text += f". Its recommended inpaint settings were applied: {applied}."
+                text += f". Its recommended settings were applied: {applied}."
         else:
             text = f"Model: {message}"
         self.model_state.setText(text)
 
-    def apply_inpaint_defaults(self, name: str, defaults: dict) -> str:
-        """When a different model than last time becomes ready, takes the inpaint settings it
-        recommends (the generic ones for models without a recommendation); returns what changed,
-        in words, or "". The user's own changes stand until the model changes."""
-        if not defaults or name == self._defaults_applied_for:
+    def apply_recommended(self, name: str, recommended: tuple) -> str:
+        """When a different model than last time becomes ready, takes the settings it recommends
+        ((operation, setting, value), ...) and the specs' defaults for the recommendable settings it
+        does not; returns what changed, in words, or "". The user's own changes stand until the
+        model changes."""
+        if name == self._defaults_applied_for:
             return ""
         self._defaults_applied_for = name
+        given = {(op, key): value for op, key, value in recommended}
         changed = []
-        editors = self.editors["inpaint"]
-        for key, value in defaults.items():
-            editor = editors.get(key)
-            if editor is None or not editor.field.metadata.get("recommended"):
-                continue
-            if editor.value() != value:
-                editor.set_value(value)
-                changed.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
+        for op, editors in self.editors.items():
+            for key, editor in editors.items():
+                if not editor.field.metadata.get("recommended"):
+                    continue
+                value = given.get((op, key), editor.field.default)
+                if editor.value() != value:
+                    editor.set_value(value)
+                    said = f"{value:g}" if isinstance(value, float) else f"{value}"
+                    changed.append(f"{op} {key} {said}" if len(self.editors) > 1 else f"{key} {said}")
         return ", ".join(changed)
 
     # --- progress -----------------------------------------------------------------------------------
