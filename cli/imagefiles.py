@@ -3,6 +3,12 @@
 The canvas package does the file work (formats, size checks, atomic PNG
 writes with the A1111 ``parameters`` chunk); this module only adapts its
 errors to the backend's and reads masks.
+
+Sizes are checked before anything is decoded: :func:`check_sizes` reads what the
+image and the mask declare (a PNG's header, an .ora's layer list, a JPEG's
+frame header), refuses canvases the command line cannot hold as one image
+(more than 16384×16384 pixels) and a mask of another size; only then are the
+files read and flattened.
 """
 from __future__ import annotations
 
@@ -29,6 +35,40 @@ def read_document(path: str | os.PathLike):
         raise ImageFileError(str(exc)) from exc
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) the file declares, read cheaply (nothing is decoded); refuses a canvas
+    larger than the command line works on."""
+    from canvas.errors import DocumentError
+    from canvas.image_io import image_size as declared_size
+    from canvas.limits import MAX_IMAGE_PIXELS, side_text
+
+    try:
+        w, h = declared_size(Path(path))
+    except DocumentError as exc:
+        raise ImageFileError(str(exc)) from exc
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageFileError(
+            f"{Path(path).name} is {w}×{h} = {w * h:,} pixels; the command line works on images of at most "
+            f"{side_text(MAX_IMAGE_PIXELS)} pixels: crop or scale it down first.")
+    return w, h
+
+
+def check_sizes(image: str | os.PathLike, mask: str | os.PathLike | None = None) -> tuple[int, int]:
+    """The image's (width, height), after checking it and the mask's size from their headers:
+    call it before :func:`read_document` so nothing big is decoded for inputs that cannot work."""
+    size = image_size(image)
+    if mask is not None:
+        _same_size(image_size(mask), size)
+    return size
+
+
+def _same_size(mask: tuple[int, int], image: tuple[int, int]) -> None:
+    if mask != image:
+        raise ImageFileError(
+            f"The mask is {mask[0]}×{mask[1]} but the image is {image[0]}×{image[1]}: "
+            "the mask must be the size of the image.")
+
+
 def read_parameters(path: str | os.PathLike) -> str | None:
     """The generation parameters of an image Latent Studio wrote: a PNG's ``parameters`` text, or
     the topmost generated layer's in an .ora; None when there are none."""
@@ -45,20 +85,27 @@ def read_rgba(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
-    """(h, w) uint8 coverage: white (or, for a one-colour image, its alpha) marks what to repaint."""
+    """(h, w) uint8 coverage: white (or, for a one-colour image, its alpha) marks what to repaint.
+
+    The mask's declared size is checked against `size` before it is decoded."""
+    _same_size(image_size(path), tuple(size))
     rgba = read_rgba(path)
     h, w = rgba.shape[:2]
-    if (w, h) != size:
-        raise ImageFileError(
-            f"The mask is {w}×{h} but the image is {size[0]}×{size[1]}: the mask must be the size of the image."
-        )
-    alpha = rgba[..., 3].astype(np.float32) / 255.0
-    if (alpha < 1).any() and (rgba[..., :3] == rgba[0, 0, :3]).all():
-        coverage = alpha * 255.0  # a one-colour stroke layer: its alpha is the mask
-    else:
-        luma = rgba[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        coverage = luma * alpha
-    return np.clip(coverage + 0.5, 0, 255).astype(np.uint8)
+    _same_size((w, h), tuple(size))
+    bands = [slice(y, min(h, y + 256)) for y in range(0, h, 256)]  # small temporaries, even at 16k
+    first = rgba[0, 0, :3]
+    one_colour = all((rgba[b, :, :3] == first).all() for b in bands)
+    translucent = any((rgba[b, :, 3] < 255).any() for b in bands)
+    out = np.empty((h, w), np.uint8)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    for b in bands:
+        alpha = rgba[b, :, 3].astype(np.float32)
+        if translucent and one_colour:
+            coverage = alpha  # a one-colour stroke layer: its alpha is the mask
+        else:
+            coverage = (rgba[b, :, :3].astype(np.float32) @ weights) * (alpha / 255.0)
+        out[b] = np.clip(coverage + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def write_png(rgba: np.ndarray, path: str | os.PathLike, parameters: str | None = None) -> None:
