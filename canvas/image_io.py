@@ -17,17 +17,17 @@ import zlib
 from contextlib import contextmanager
 
 import numpy as np
-from PIL import PngImagePlugin, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .atomic import atomic_write
 from .document import Document
 from .errors import DocumentError, file_error
 from .geometry import Rect
 from .layer import Layer
-from .ora import declared_size, load_ora
+from .ora import declared_size, layer_parameters, load_ora
 from .png import NotPng, encode_png
 from .progress import Progress, step
-from .raster import NotAnImage, decode_image, image_size as _raster_size
+from .raster import NotAnImage, decode_image, image_parameters, image_size as _raster_size
 
 RASTER_FORMATS = ("PNG", "JPEG", "WEBP")
 EXTENSIONS = (".ora", ".png", ".jpg", ".jpeg", ".webp")
@@ -53,6 +53,9 @@ def _reading(path):
                          "convert it to one of those formats") from exc
     except MemoryError as exc:
         raise file_error(path, "there is not enough memory to open it", "close other documents and try again") from exc
+    except Image.DecompressionBombError as exc:
+        raise file_error(path, f"its image has more pixels than the decoder for its format accepts "
+                               f"({2 * Image.MAX_IMAGE_PIXELS:,})", "convert it to PNG") from exc
     except _DAMAGED as exc:
         raise file_error(path, f"it is damaged ({type(exc).__name__})") from exc
 
@@ -64,6 +67,15 @@ def image_size(path) -> tuple[int, int]:
         return declared_size(path)
     with _reading(path), open(path, "rb") as f:
         return _raster_size(f, path)
+
+
+def read_parameters(path) -> str | None:
+    """The A1111 ``parameters`` text of a file, read cheaply: a PNG's text chunk (before the
+    image data), or the topmost layer's that has one in an .ora; None when there is none."""
+    if os.fspath(path).lower().endswith(".ora"):
+        return layer_parameters(path)
+    with _reading(path), open(path, "rb") as f:
+        return image_parameters(f, path)
 
 
 def _decode(path, at=(0, 0), progress: Progress | None = None):
@@ -139,4 +151,5 @@ def _stem(path) -> str:
     return os.path.splitext(os.path.basename(os.fspath(path)))[0] or "Image"
 
 
-__all__ = ["load_image", "load_flattened", "import_layer", "export_png", "read_rgba", "image_size", "DocumentError"]
+__all__ = ["load_image", "load_flattened", "import_layer", "export_png", "read_rgba", "image_size", "read_parameters",
+           "DocumentError"]

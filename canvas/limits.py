@@ -51,9 +51,11 @@ MAX_STACK_XML = 16 << 20                  # bytes of layer list (a thousand laye
 MAX_XML_ELEMENTS = 20_000                 # elements in the layer list (layers, groups, unknown tags)
 MAX_PNG_EXTRA = 16 << 20                  # bytes of non-pixel PNG chunks (text, ICC profile, EXIF)
 MAX_TEXT = 1 << 20                        # bytes of one text chunk (generation parameters)
+MAX_PNG_CHUNKS = 10_000                   # PNG chunks besides the image data (real files: a few dozen)
+IDAT_BYTES_PER_CHUNK = 1024               # image data chunks may average no less (encoders write 8-64 KiB)
 
-ADVICE_HOSTILE = "it is damaged or made to exhaust memory; do not open it, or if it is genuine, " \
-                 "make it smaller in the application that made it"
+ADVICE_HOSTILE = "it is damaged or made to exhaust memory; if it is genuine, make it smaller in the application " \
+                 "that made it"
 
 
 def side_text(pixels: int) -> str:
@@ -123,10 +125,10 @@ class Budget:
     def _check_memory(self, total: int) -> None:
         if total > self.memory_limit:
             raise self.fail(
-                f"its pixels would fill more than {total:,} bytes of memory, over {MAX_EXPANSION} times the "
-                f"file's {self.file_size:,} bytes (the most Latent Studio allows is {self.memory_limit:,}), "
-                "which is how decompression bombs look",
-                "do not open it, or if it is genuine, save it again with less compression or fewer layers")
+                f"its pixels unpack to more than {self.memory_limit:,} bytes of memory, the most Latent Studio "
+                f"allows for a file of {self.file_size:,} bytes ({MAX_EXPANSION} times its size, at least "
+                f"{MEMORY_FLOOR >> 20} MiB), as decompression bombs do",
+                "if it is genuine, save it again with less compression or fewer layers")
 
     def too_big(self, what: str, limit: int) -> FileFormatError:
         """A zip member or PNG chunk that unpacks past what it can need."""

@@ -161,9 +161,18 @@ def load_ora(path, progress: Progress | None = None) -> Document:
 def declared_size(path) -> tuple[int, int]:
     """(width, height) of the canvas an .ora file declares, reading only its layer list (cheap:
     for the CLI to check sizes before anything is decoded).  Raises FileFormatError."""
+    return _layer_list(path, lambda reader: reader.declared_size())
+
+
+def layer_parameters(path) -> str | None:
+    """The generation parameters of the topmost layer that has some, from the layer list only."""
+    return _layer_list(path, lambda reader: reader.parameters())
+
+
+def _layer_list(path, read):
     with _opening(path) as f:
         try:
-            return OraReader(f, None, path).declared_size()
+            return read(OraReader(f, None, path))
         except DocumentError:
             raise
         except _ERRORS as exc:

@@ -123,6 +123,20 @@ class OraReader:
             w, h, _ox, _oy = self._canvas(self._open(zf))
         return w, h
 
+    def parameters(self) -> str | None:
+        """The generation parameters of the topmost layer that has some (layer list only)."""
+        with zipfile.ZipFile(self.fileobj) as zf:
+            root = self._open(zf)
+            self._canvas(root)
+            stack = root.find("stack")
+            entries: list = []
+            if stack is not None:
+                self._collect(stack, True, 1.0, entries, 0)
+        for el, _visible, _opacity in entries:  # the file lists the top layer first
+            if el.get(q("parameters")):
+                return el.get(q("parameters"))
+        return None
+
     # -- the document --------------------------------------------------------------------------
     def read(self) -> Document:
         with zipfile.ZipFile(self.fileobj) as zf:

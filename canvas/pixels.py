@@ -47,6 +47,8 @@ def png_rows(raw: np.ndarray, width: int, depth: int, color_type: int, palette: 
     """Unfiltered PNG rows -> (n, width, 4) straight RGBA, or (n, width) grey when channels == 1."""
     s = _samples(raw, width, _CHANNELS[color_type], depth)
     n = raw.shape[0]
+    if color_type == 6 and depth == 8 and channels == 4:
+        return s  # already straight RGBA: a view of the rows
     if color_type == 3:
         lut = np.zeros((256, 4), np.uint8)
         lut[:, 3] = 255

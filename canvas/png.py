@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
-from .limits import MAX_PNG_EXTRA, MAX_TEXT
+from .limits import IDAT_BYTES_PER_CHUNK, MAX_PNG_CHUNKS, MAX_PNG_EXTRA, MAX_TEXT
 from .pixels import from_pil, png_rows
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -128,6 +128,8 @@ class PngDecoder:
         self._text = text
         self._idat_left = 0
         self._idat_done = False
+        self._idat_chunks = 1
+        self._max_idat_chunks = max(MAX_PNG_CHUNKS, header.raw_bytes // IDAT_BYTES_PER_CHUNK)
         self._crc = 0
         self._z = zlib.decompressobj()
         self._before_image_data()
@@ -150,7 +152,7 @@ class PngDecoder:
             n -= len(self._exact(min(n, CHUNK)))
 
     def _before_image_data(self) -> None:
-        extra = 0
+        extra = chunks = 0
         while True:
             length, kind = self._chunk_head()
             if kind == b"IDAT":
@@ -160,7 +162,8 @@ class PngDecoder:
             if kind == b"IEND":
                 raise PngError("no image data")
             extra += length + 12
-            if extra > MAX_PNG_EXTRA:
+            chunks += 1
+            if extra > MAX_PNG_EXTRA or chunks > MAX_PNG_CHUNKS:
                 raise PngError("too much data besides the image")
             wanted = kind in (b"PLTE", b"tRNS", b"eXIf") or (self._text and kind in (b"tEXt", b"zTXt", b"iTXt"))
             if not wanted or length > MAX_TEXT:
@@ -206,6 +209,9 @@ class PngDecoder:
             if kind != b"IDAT":
                 self._idat_done = True
                 return b""
+            self._idat_chunks += 1
+            if self._idat_chunks > self._max_idat_chunks:
+                raise PngError("the image data is cut in too many chunks")
             self._idat_left = length
             self._crc = zlib.crc32(kind)
         data = self._exact(min(n, self._idat_left))
@@ -240,7 +246,7 @@ class PngDecoder:
         `cancelled()` is called after each band (it raises to stop).  Returns (width, height)."""
         h = self.header
         if not h.banded or (orient and self.orientation != 1):
-            return self._whole(sink, channels, orient, transient, cancelled)
+            return self._whole(sink, channels, orient, transient, cancelled, align)
         emit = sink(h.width, h.height)
         stride = 1 + h.row_bytes
         band = max(TILE_ROWS, BAND_BYTES // stride // TILE_ROWS * TILE_ROWS)
@@ -274,7 +280,7 @@ class PngDecoder:
             out = np.frombuffer(im.tobytes(), np.uint8).reshape(count, rb)
         return out[1:] if prev is not None else out
 
-    def _whole(self, sink, channels, orient, transient, cancelled) -> tuple[int, int]:
+    def _whole(self, sink, channels, orient, transient, cancelled, align) -> tuple[int, int]:
         h = self.header
         need = h.width * h.height * 4
         if transient is not None:
@@ -301,20 +307,24 @@ class PngDecoder:
                 if transient is not None:
                     transient(2 * need)  # the turned copy
                 im = ImageOps.exif_transpose(im)
-            return emit_bands(im, sink, channels, cancelled)
+            return emit_bands(im, sink, channels, cancelled, align)
 
 
-def emit_bands(im: Image.Image, sink, channels: int, cancelled=None) -> tuple[int, int]:
-    """Hand a decoded Pillow image to ``sink(w, h)`` in bands of 256 rows."""
+def emit_bands(im: Image.Image, sink, channels: int, cancelled=None, align: int = 0) -> tuple[int, int]:
+    """Hand a decoded Pillow image to ``sink(w, h)`` in bands of rows (after the first, starting
+    where ``align + row`` is a multiple of 256)."""
     w, h = im.size
     emit = sink(w, h)
     wide = None
     if im.mode == "I":
         lo, hi = im.getextrema()
         wide = lo < 0 or hi > 65535
-    for y in range(0, h, TILE_ROWS):
-        with im.crop((0, y, w, min(h, y + TILE_ROWS))) as band:
+    y = 0
+    while y < h:
+        end = min(h, y + ((-(align + y)) % TILE_ROWS or TILE_ROWS))
+        with im.crop((0, y, w, end)) as band:
             emit(y, from_pil(band, channels, wide))
+        y = end
         if cancelled is not None:
             cancelled()
     return w, h

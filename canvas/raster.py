@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, WebPImagePlugin
 
-from .limits import Budget
+from .limits import MAX_IMAGE_PIXELS, Budget
 from .png import HEADER_BYTES, PngDecoder, emit_bands, parse_header
 from .tiles import TiledSurface
 
@@ -45,6 +45,9 @@ class SurfaceSink:
 
     def emit(self, row: int, pixels: np.ndarray) -> None:
         surface = self.surface
+        blank = not pixels[..., 3].any() if pixels.ndim == 3 and surface.fill == 0 else (pixels == surface.fill).all()
+        if blank:
+            return  # the surface starts empty and each pixel comes once: a band of fill changes nothing
         for key in surface.write(self.x, self.y + row, pixels):
             tile = surface.tiles.get(key)
             if tile is None:
@@ -76,6 +79,19 @@ def kind_of(head: bytes) -> str | None:
     return None
 
 
+def webp_size(head: bytes) -> tuple[int, int]:
+    """The canvas size in a WebP file's first 30 bytes (extended, lossy or lossless)."""
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:
+        return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    if chunk == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if chunk == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    raise ValueError("an unknown WebP header")
+
+
 def _pillow(f, kind: str) -> Image.Image:
     f.seek(0)
     with warnings.catch_warnings():
@@ -97,9 +113,33 @@ def image_size(f, name) -> tuple[int, int]:
     if kind == "PNG":
         header = parse_header(head)
         size = header.width, header.height
-        return size[::-1] if PngDecoder(f.read, header).orientation in (5, 6, 7, 8) else size
+        try:
+            turned = PngDecoder(f.read, header).orientation in (5, 6, 7, 8)
+        except ValueError:  # damage after the header shows when the image is read
+            turned = False
+        return size[::-1] if turned else size
+    if kind == "WEBP":
+        size = webp_size(head + f.read(32))
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            return size  # refused by size anyway; Pillow would refuse to open it
     with _pillow(f, kind) as im:
         return _turned(im.size, im.getexif())
+
+
+def image_parameters(f, name) -> str | None:
+    """The ``parameters`` text of a PNG/JPEG/WebP file, without decoding the pixels."""
+    head = f.read(HEADER_BYTES)
+    kind = kind_of(head)
+    if kind is None:
+        raise NotAnImage("not a PNG, JPEG or WebP file")
+    if kind == "PNG":
+        return PngDecoder(f.read, parse_header(head), text=True).parameters
+    if kind == "WEBP":
+        w, h = webp_size(head + f.read(32))
+        Budget(name, 0).image(w, h, "it")
+    with _pillow(f, kind) as im:
+        text = im.info.get("parameters")
+        return text if isinstance(text, str) else None
 
 
 def decode_image(f, name, channels: int = 4, at: tuple[int, int] = (0, 0), cancelled=None
@@ -118,6 +158,11 @@ def decode_image(f, name, channels: int = 4, at: tuple[int, int] = (0, 0), cance
         decoder = PngDecoder(f.read, header, text=True)
         decoder.decode(sink, channels, align=at[1], orient=True, transient=budget.transient, cancelled=cancelled)
         return sink.surface, sink.size, decoder.parameters
+    if kind == "WEBP":  # Pillow refuses big WebPs while opening them: check our limits first
+        f.seek(0)
+        w, h = webp_size(f.read(64))
+        budget.image(w, h, "it")
+        budget.transient(w * h * 8)
     with _pillow(f, kind) as im:
         w, h = im.size
         budget.image(w, h, "it")
@@ -127,5 +172,5 @@ def decode_image(f, name, channels: int = 4, at: tuple[int, int] = (0, 0), cance
         if im.getexif().get(0x0112, 1) != 1:
             budget.transient(w * h * 8)
             im = ImageOps.exif_transpose(im)
-        emit_bands(im, sink, channels, cancelled)
+        emit_bands(im, sink, channels, cancelled, at[1])
     return sink.surface, sink.size, params

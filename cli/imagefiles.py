@@ -71,17 +71,29 @@ def _same_size(mask: tuple[int, int], image: tuple[int, int]) -> None:
 
 def read_parameters(path: str | os.PathLike) -> str | None:
     """The generation parameters of an image Latent Studio wrote: a PNG's ``parameters`` text, or
-    the topmost generated layer's in an .ora; None when there are none."""
-    doc = read_document(path)
-    for layer in reversed(doc.layers):
-        if layer.parameters:
-            return layer.parameters
-    return None
+    the topmost generated layer's in an .ora; None when there are none.  Reads no pixels."""
+    from canvas.errors import DocumentError
+    from canvas.image_io import read_parameters as parameters
+
+    try:
+        return parameters(Path(path))
+    except DocumentError as exc:
+        raise ImageFileError(str(exc)) from exc
+
+
+def flatten(doc, path: str | os.PathLike) -> np.ndarray:
+    """(h, w, 4) uint8: the document's visible image (one sentence if memory runs out)."""
+    try:
+        return doc.flatten()
+    except MemoryError as exc:
+        raise ImageFileError(
+            f"There is not enough memory to flatten {Path(path).name} ({doc.width}×{doc.height}) into one "
+            "image: close other programs, or crop or scale it down first.") from exc
 
 
 def read_rgba(path: str | os.PathLike) -> np.ndarray:
     """(h, w, 4) uint8: the visible image of a PNG, JPEG, WebP or .ora file."""
-    return read_document(path).flatten()
+    return flatten(read_document(path), path)
 
 
 def read_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
