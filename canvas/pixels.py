@@ -110,7 +110,7 @@ def from_pil(im: Image.Image, channels: int = 4, wide_range: bool | None = None)
             return grey
         return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
     if channels == 1:
-        if mode == "PA":
+        if mode in ("P", "PA"):
             im = im.convert("RGBA")
         return np.asarray(im.convert("L"), np.uint8).copy()
     if mode not in ("RGBA", "RGB", "L", "LA", "P", "PA", "1", "RGBa", "La", "CMYK"):

@@ -40,16 +40,16 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     larger than the command line works on."""
     from canvas.errors import DocumentError
     from canvas.image_io import image_size as declared_size
-    from canvas.limits import MAX_IMAGE_PIXELS, side_text
+    from canvas.limits import MAX_IMAGE_PIXELS, MAX_SIDE, side_text
 
     try:
         w, h = declared_size(Path(path))
     except DocumentError as exc:
         raise ImageFileError(str(exc)) from exc
-    if w * h > MAX_IMAGE_PIXELS:
+    if w * h > MAX_IMAGE_PIXELS or w > MAX_SIDE or h > MAX_SIDE:
         raise ImageFileError(
             f"{Path(path).name} is {w}×{h} = {w * h:,} pixels; the command line works on images of at most "
-            f"{side_text(MAX_IMAGE_PIXELS)} pixels: crop or scale it down first.")
+            f"{side_text(MAX_IMAGE_PIXELS)} pixels and {MAX_SIDE:,} a side: crop or scale it down first.")
     return w, h
 
 
