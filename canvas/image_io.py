@@ -8,6 +8,13 @@
   when the image came from one generation.
 * :func:`load_flattened` is what the CLI's ``--image`` uses: the visible stack
   of any supported file as straight RGBA.
+* :func:`image_size` and :func:`read_parameters` read a file's declared size and its
+  ``parameters`` text cheaply (headers, the .ora layer list): no pixel is decoded.
+
+Every reader checks what a file declares against :mod:`canvas.limits` before it
+allocates, decodes PNGs in bands into sparse tiles and brings every pixel format
+to 8-bit straight RGBA (:mod:`canvas.pixels`); any problem is one
+:class:`~canvas.errors.FileFormatError` sentence and nothing half-loaded is returned.
 """
 from __future__ import annotations
 

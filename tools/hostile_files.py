@@ -120,6 +120,12 @@ def layers_xml(srcs, w: int, h: int, extra: str = "") -> bytes:
     return f'<image w="{w}" h="{h}"{extra}><stack>{layers}</stack></image>'.encode()
 
 
+def _pieces(n: int, piece: int = 16 * MIB):
+    while n > 0:
+        yield min(n, piece)
+        n -= piece
+
+
 def bomb_member(name: str, unpacked: int, method: int = 8, declared: int | None = None) -> dict:
     """A member starting with a small PNG's header and an IDAT chunk, then `unpacked` zero bytes."""
     prefix = PNG_SIG + ihdr(256, 256) + struct.pack(">I", 0x7FFFFFFF) + b"IDAT"
@@ -127,11 +133,12 @@ def bomb_member(name: str, unpacked: int, method: int = 8, declared: int | None 
         c = zlib.compressobj(9, zlib.DEFLATED, -15)
         data = c.compress(prefix) + c.flush(zlib.Z_FULL_FLUSH) + deflate_zeros(unpacked, "raw")
     elif method == 12:
-        data = bz2.compress(prefix + b"\0" * unpacked, 9)
+        c = bz2.BZ2Compressor(9)
+        data = c.compress(prefix) + b"".join(c.compress(b"\0" * n) for n in _pieces(unpacked)) + c.flush()
     else:
         props = lzma._encode_filter_properties({"id": lzma.FILTER_LZMA1, "preset": 1})
-        body = lzma.compress(prefix + b"\0" * unpacked, format=lzma.FORMAT_RAW,
-                             filters=[{"id": lzma.FILTER_LZMA1, "preset": 1}])
+        c = lzma.LZMACompressor(lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA1, "preset": 1}])
+        body = c.compress(prefix) + b"".join(c.compress(b"\0" * n) for n in _pieces(unpacked)) + c.flush()
         data = struct.pack("<BBH", 9, 4, len(props)) + props + body
     return {"name": name, "data": data, "method": method, "size": declared if declared is not None
             else min(unpacked + len(prefix), 0xFFFFFFFF)}
@@ -178,9 +185,9 @@ def crafted(scale: int = 1) -> dict[str, tuple[str, callable]]:
         "zip directory lies about the size": (".ora", lambda: raw_ora(
             layers_xml(["data/a.png"], 256, 256), [bomb_member("data/a.png", bomb, declared=1000)])),
         "bz2 bomb layer": (".ora", lambda: raw_ora(layers_xml(["data/a.png"], 256, 256),
-                                                   [bomb_member("data/a.png", min(bomb, 256 * MIB), 12)])),
+                                                   [bomb_member("data/a.png", min(bomb, 2048 * MIB), 12)])),
         "lzma bomb layer": (".ora", lambda: raw_ora(layers_xml(["data/a.png"], 256, 256),
-                                                    [bomb_member("data/a.png", min(bomb, 256 * MIB), 14)])),
+                                                    [bomb_member("data/a.png", min(bomb, 1024 * MIB), 14)])),
         "bomb as stack.xml": (".ora", lambda: raw_zip([
             {"name": "mimetype", "data": b"image/openraster", "method": 0, "crc": zlib.crc32(b"image/openraster")},
             {"name": "stack.xml", "data": deflate_zeros(bomb, "raw"), "method": 8, "size": 100}])),

@@ -144,6 +144,18 @@ def test_canvas_sizes_are_capped_and_read_cheaply(tmp_path):
     assert declared_size(ok) == (300, 200) == image_size(ok)  # the layer list only: the damage is not read
 
 
+def test_the_app_makes_no_canvas_it_could_not_open_again():
+    from canvas.document import Document
+    from canvas.errors import DocumentError
+
+    doc = Document(32768, 16384)
+    doc.grow(bottom=16384)  # 32768² is the largest canvas
+    with pytest.raises(ValueError, match="1,073,741,824"):
+        doc.grow(right=8)
+    with pytest.raises(DocumentError, match="1,073,741,824"):
+        Document(20000, 20000).scale(2)
+
+
 # ------------------------------------------------------------------ memory: what is kept is budgeted
 def test_kept_pixels_are_budgeted_against_the_file_size(tmp_path, monkeypatch):
     """A tiny file whose every tile differs (a synthetic gradient) unpacks without bound."""
