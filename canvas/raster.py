@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, WebPImagePlugin
 
-from .limits import MAX_IMAGE_PIXELS, Budget
+from .limits import Budget
 from .png import HEADER_BYTES, PngDecoder, emit_bands, parse_header
 from .tiles import TiledSurface
 
@@ -120,8 +120,8 @@ def image_size(f, name) -> tuple[int, int]:
         return size[::-1] if turned else size
     if kind == "WEBP":
         size = webp_size(head + f.read(32))
-        if size[0] * size[1] > MAX_IMAGE_PIXELS:
-            return size  # refused by size anyway; Pillow would refuse to open it
+        if size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
+            return size  # Pillow refuses to open big WebPs (even for their size); ours is enough
     with _pillow(f, kind) as im:
         return _turned(im.size, im.getexif())
 

@@ -93,3 +93,12 @@ def test_read_parameters_reads_no_pixels(tmp_path):
     t = time.perf_counter()
     assert read_parameters(tmp_path / "p.png") == "a cat\nSteps: 3"
     assert time.perf_counter() - t < 0.5
+
+
+def test_a_webp_header_lie_is_refused_by_the_memory_budget_not_by_pillow(tmp_path):
+    """Pillow refuses WebPs over 179 M pixels while opening them; ours are read first."""
+    (tmp_path / "lie.webp").write_bytes(hf.webp_with_size(16383, 16383))
+    assert check_sizes(tmp_path / "lie.webp") == (16383, 16383)
+    with pytest.raises(ImageFileError) as info:
+        read_rgba(tmp_path / "lie.webp")
+    assert "unpack to more than 536,870,912 bytes" in one_sentence(info)
