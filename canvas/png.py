@@ -254,6 +254,8 @@ class PngDecoder:
         y, prev = 0, None
         while y < h.height:
             n = min(first if y == 0 else band, h.height - y)
+            if transient is not None:  # the rows, their re-wrapped copies, Pillow's image, the pixels
+                transient(5 * n * stride + 4 * n * h.width)
             raw = self._unfilter(self._inflate(n * stride), n, prev)
             prev = raw[-1]
             emit(y, png_rows(raw, h.width, h.depth, h.color_type, self.palette, self.trns, channels))

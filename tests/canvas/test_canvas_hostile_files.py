@@ -169,12 +169,13 @@ def test_kept_pixels_are_budgeted_against_the_file_size(tmp_path, monkeypatch):
 
 
 def test_flat_tiles_are_shared_and_transparent_ones_dropped(tmp_path, monkeypatch):
-    monkeypatch.setattr(limits, "MEMORY_FLOOR", 1 * MIB)  # a white 4096² background is one tile
-    white = np.full((4096, 4096, 4), 255, np.uint8)
-    white[:, 2048:] = 0
+    monkeypatch.setattr(limits, "MEMORY_FLOOR", 112 * MIB)  # 128 MiB of white tiles, shared: one tile
+    white = np.full((8192, 8192, 4), 255, np.uint8)
+    white[:, 4096:] = 0
     path = write(tmp_path, "w.png", hf.png_of(white))
+    del white
     tiles = load_image(path).layers[0].pixels.tiles
-    assert len(tiles) == 16 * 8 and len({id(t) for t in tiles.values()}) == 1
+    assert len(tiles) == 32 * 16 and len({id(t) for t in tiles.values()}) == 1
 
 
 def test_a_png_referenced_by_many_layers_is_decoded_once(tmp_path, monkeypatch):
