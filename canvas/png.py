@@ -108,6 +108,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
+_IEND = _chunk(b"IEND", b"")
+
+
 Emit = Callable[[int, np.ndarray], None]
 
 
@@ -272,11 +275,14 @@ class PngDecoder:
             raise PngError("an unknown row filter")
         if (prev is None or not prev.any()) and not rows[:, 1:].any():
             return np.zeros((n, rb), np.uint8)  # zero bytes after a zero row decode to zeros, whatever the filter
-        body = data if prev is None else b"\x00" + prev.tobytes() + data
         count = n + (prev is not None)
         twin = _chunk(b"IHDR", struct.pack(">IIBBBBB", rb // h.pixel_bytes, count, 8, _TWIN[h.pixel_bytes], 0, 0, 0))
-        png = SIGNATURE + twin + _chunk(b"IDAT", zlib.compress(body, 0)) + _chunk(b"IEND", b"")
-        del body
+        z = zlib.compressobj(0)  # stored blocks: a copy and a checksum, no compression
+        stored = ([z.compress(b"\x00" + prev.tobytes())] if prev is not None else []) + [z.compress(data), z.flush()]
+        size = sum(len(part) for part in stored)
+        # Pillow does not check the image data's CRC: four zero bytes spare hashing 16 MiB
+        png = b"".join([SIGNATURE, twin, struct.pack(">I", size), b"IDAT", *stored, b"\0\0\0\0", _IEND])
+        del stored
         with PngImagePlugin.PngImageFile(io.BytesIO(png)) as im:
             im.load()
             out = np.frombuffer(im.tobytes(), np.uint8).reshape(count, rb)

@@ -99,25 +99,33 @@ def read_rgba(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     """(h, w) uint8 coverage: white (or, for a one-colour image, its alpha) marks what to repaint.
 
-    The mask's declared size is checked against `size` before it is decoded."""
+    The mask's declared size is checked against `size` before it is decoded; it is then
+    flattened a band of rows at a time (no full-size RGBA copy of the mask)."""
+    from canvas.geometry import Rect
+
     _same_size(image_size(path), tuple(size))
-    rgba = read_rgba(path)
-    h, w = rgba.shape[:2]
-    _same_size((w, h), tuple(size))
-    bands = [slice(y, min(h, y + 256)) for y in range(0, h, 256)]  # small temporaries, even at 16k
-    first = rgba[0, 0, :3]
-    one_colour = all((rgba[b, :, :3] == first).all() for b in bands)
-    translucent = any((rgba[b, :, 3] < 255).any() for b in bands)
-    out = np.empty((h, w), np.uint8)
+    doc = read_document(path)
+    b = doc.bounds
+    _same_size((b.w, b.h), tuple(size))
     weights = np.array([0.299, 0.587, 0.114], np.float32)
-    for b in bands:
-        alpha = rgba[b, :, 3].astype(np.float32)
-        if translucent and one_colour:
-            coverage = alpha  # a one-colour stroke layer: its alpha is the mask
-        else:
-            coverage = (rgba[b, :, :3].astype(np.float32) @ weights) * (alpha / 255.0)
-        out[b] = np.clip(coverage + 0.5, 0, 255).astype(np.uint8)
-    return out
+    alpha_cov = np.empty((b.h, b.w), np.uint8)  # the coverage if it is a one-colour stroke layer
+    luma_cov = np.empty((b.h, b.w), np.uint8)   # the coverage otherwise
+    first, one_colour, translucent = None, True, False
+    try:
+        for y in range(0, b.h, 256):
+            rgba = doc.flatten(Rect(b.x, b.y + y, b.w, min(256, b.h - y)))
+            rows = slice(y, y + rgba.shape[0])
+            first = rgba[0, 0, :3].copy() if first is None else first
+            one_colour = one_colour and bool((rgba[..., :3] == first).all())
+            translucent = translucent or bool((rgba[..., 3] < 255).any())
+            alpha = rgba[..., 3].astype(np.float32)
+            alpha_cov[rows] = np.clip(alpha + 0.5, 0, 255).astype(np.uint8)
+            luma = (rgba[..., :3].astype(np.float32) @ weights) * (alpha / 255.0)
+            luma_cov[rows] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
+    except MemoryError as exc:
+        raise ImageFileError(f"There is not enough memory to read the mask {Path(path).name}: "
+                             "close other programs, or crop or scale it down first.") from exc
+    return alpha_cov if (translucent and one_colour) else luma_cov
 
 
 def write_png(rgba: np.ndarray, path: str | os.PathLike, parameters: str | None = None) -> None:
