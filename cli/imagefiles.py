@@ -108,24 +108,35 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
     b = doc.bounds
     _same_size((b.w, b.h), tuple(size))
     weights = np.array([0.299, 0.587, 0.114], np.float32)
-    alpha_cov = np.empty((b.h, b.w), np.uint8)  # the coverage if it is a one-colour stroke layer
-    luma_cov = np.empty((b.h, b.w), np.uint8)   # the coverage otherwise
-    first, one_colour, translucent = None, True, False
+    first = luma_first = None
+    one_colour, translucent = True, False  # a one-colour stroke layer: its alpha is the mask
+
+    def alpha_to_luma(rows: slice) -> None:  # bands read while the mask looked one-colour
+        for y in range(rows.start, rows.stop, 256):
+            band = cov[y:min(rows.stop, y + 256)]
+            band[...] = np.clip(luma_first * (band.astype(np.float32) / 255.0) + 0.5, 0, 255).astype(np.uint8)
+
     try:
+        cov = np.empty((b.h, b.w), np.uint8)
         for y in range(0, b.h, 256):
             rgba = doc.flatten(Rect(b.x, b.y + y, b.w, min(256, b.h - y)))
             rows = slice(y, y + rgba.shape[0])
-            first = rgba[0, 0, :3].copy() if first is None else first
-            one_colour = one_colour and bool((rgba[..., :3] == first).all())
+            if first is None:
+                first = rgba[0, 0, :3].copy()
+                luma_first = rgba[:1, :1, :3].astype(np.float32) @ weights
+            if one_colour and not (rgba[..., :3] == first).all():
+                alpha_to_luma(slice(0, y))
+                one_colour = False
             translucent = translucent or bool((rgba[..., 3] < 255).any())
             alpha = rgba[..., 3].astype(np.float32)
-            alpha_cov[rows] = np.clip(alpha + 0.5, 0, 255).astype(np.uint8)
-            luma = (rgba[..., :3].astype(np.float32) @ weights) * (alpha / 255.0)
-            luma_cov[rows] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
+            coverage = alpha if one_colour else (rgba[..., :3].astype(np.float32) @ weights) * (alpha / 255.0)
+            cov[rows] = np.clip(coverage + 0.5, 0, 255).astype(np.uint8)
+        if one_colour and not translucent:  # one opaque colour: its brightness is the mask
+            alpha_to_luma(slice(0, b.h))
     except MemoryError as exc:
         raise ImageFileError(f"There is not enough memory to read the mask {Path(path).name}: "
                              "close other programs, or crop or scale it down first.") from exc
-    return alpha_cov if (translucent and one_colour) else luma_cov
+    return cov
 
 
 def write_png(rgba: np.ndarray, path: str | os.PathLike, parameters: str | None = None) -> None:
