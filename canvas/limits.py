@@ -15,8 +15,9 @@ The numbers, and why:
   is the largest we design for); beyond it, an image is almost surely damaged or
   made to exhaust memory.
 * ``MAX_CANVAS_PIXELS`` — the canvas a document declares: 32768 × 32768, the
-  largest canvas the New dialog makes.  A canvas costs nothing until painted
-  (layers are sparse tiles), so it may exceed one image.
+  largest canvas the New dialog makes (growing and scaling a document stop
+  there too, so the app never saves a canvas it would refuse).  A canvas costs
+  nothing until painted (layers are sparse tiles), so it may exceed one image.
 * ``MAX_DOCUMENT_PIXELS`` — all images of one document together, each
   reference counted (an image referenced by 40 layers counts 40 times):
   64 images of 16384², so a 16k painting with a few dozen full-canvas layers
@@ -28,6 +29,8 @@ The numbers, and why:
   counts: transparent tiles are dropped, tiles of one flat colour are shared,
   and PNG layers are decoded in bands of rows (never a whole-image buffer), so
   a sparse 16k layer costs little; real painted pixels compress 2-10× in PNG.
+  The decoders' passing buffers (a band of rows, a JPEG's whole image) count
+  too, before they are allocated.
   A file that would unpack further is a decompression bomb (or a giant
   synthetic gradient).  With these two numbers, loading a file of 10 MB or less
   peaks below 1 GB.
