@@ -9,7 +9,11 @@ Modules, by what they do:
 * :mod:`canvas.brush` — the brush engine (pixels, layer masks, selection).
 * :mod:`canvas.history`, :mod:`canvas.commands` — undo/redo with merging and a memory limit.
 * :mod:`canvas.ora`, :mod:`canvas.image_io`, :mod:`canvas.png` — OpenRaster, PNG/JPEG/WebP.
-* :mod:`canvas.autosave`, :mod:`canvas.background`, :mod:`canvas.atomic` — never losing work.
+* :mod:`canvas.limits` — every limit on what reading a file may allocate, and why; the readers
+  behind it: :mod:`canvas.ora_read`, :mod:`canvas.zipmember` (zip members inflated under a budget),
+  :mod:`canvas.raster` (pixels into sparse tiles), :mod:`canvas.pixels` (every mode to 8-bit RGBA).
+* :mod:`canvas.autosave`, :mod:`canvas.background`, :mod:`canvas.atomic` — never losing work
+  (atomic saves, recovery that keeps the autosave until a newer one exists, stray ``.part`` cleanup).
 * :mod:`canvas.parameters` — the A1111 "parameters" text.
 * :mod:`canvas.progress`, :mod:`canvas.errors` — progress reporting and user-readable errors.
 """

@@ -7,7 +7,15 @@ autosaves left behind by a process that is no longer running are what
 :func:`find_recoverable` offers on the next start.
 
 The folder is injectable (tests pass ``tmp_path``).  Saves are atomic, so a
-crash during an autosave leaves the previous autosave intact.
+crash during an autosave leaves the previous autosave intact;
+:func:`remove_stray_files` deletes the temporary files a killed autosave left.
+
+Recovery keeps the work until it is safe elsewhere: :func:`recover` opens an
+autosave and claims it for the running process (its record now names this
+process, so it is not offered again while we live, and is offered again if we
+crash too); the :class:`Autosaver` of the recovered document (``recovered=``)
+deletes it once a newer autosave of that document exists, or when the session
+ends cleanly (:meth:`Autosaver.discard`).
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .atomic import atomic_write, remove_stray_parts
 from .document import Document
 from .errors import DocumentError
 from .ora import load_ora, save_ora
@@ -44,8 +53,12 @@ class RecoveryInfo:
 
 class Autosaver:
     def __init__(self, doc: Document, directory=None, interval_s: float = DEFAULT_INTERVAL_S,
-                 document_path: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 document_path: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 recovered: "RecoveryInfo | None" = None) -> None:
+        """`recovered`: the autosave `doc` was recovered from, kept until this one has written
+        a newer autosave (or :meth:`discard`)."""
         self.doc = doc
+        self.recovered = recovered
         self.directory = Path(directory) if directory is not None else default_directory()
         self.interval_s = interval_s
         self.document_path = document_path
@@ -86,19 +99,44 @@ class Autosaver:
         save_ora(snapshot, self.path, progress)
         meta = {"pid": os.getpid(), "saved_at": time.time(), "document_path": self.document_path,
                 "title": os.path.basename(self.document_path) if self.document_path else "Untitled"}
-        tmp = self.meta_path.with_suffix(".json.part")
-        tmp.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp, self.meta_path)
+        _write_meta(self.meta_path, meta)
         self._saved_revision = revision
         self._last = self.clock()
+        if self.recovered is not None:  # a newer autosave of the recovered work exists now
+            discard_recovery(self.recovered)
+            self.recovered = None
 
     def discard(self) -> None:
-        """Remove this session's autosave (clean exit, or the user saved the document)."""
+        """Remove this session's autosave, and the one it was recovered from (a clean exit, or
+        the painter dropped the document)."""
         for p in (self.path, self.meta_path):
             try:
                 p.unlink()
             except FileNotFoundError:
                 pass
+        if self.recovered is not None:
+            discard_recovery(self.recovered)
+            self.recovered = None
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(meta).encode("utf-8"))
+
+
+def remove_stray_files(directory=None) -> list[Path]:
+    """Delete what killed autosaves left in the autosave folder: our temporary ``.part`` files
+    (see :func:`canvas.atomic.remove_stray_parts`) and, from older versions, ``autosave-*.json.part``."""
+    directory = Path(directory) if directory is not None else default_directory()
+    removed = remove_stray_parts(directory)
+    for old in directory.glob("autosave-*.json.part"):
+        try:
+            if time.time() - old.stat().st_mtime > 60:
+                old.unlink()
+                removed.append(old)
+        except OSError:
+            pass
+    return removed
 
 
 def _alive(pid: int) -> bool:
@@ -146,14 +184,28 @@ def find_recoverable(directory=None) -> list[RecoveryInfo]:
 
 
 def recover(info: RecoveryInfo, progress: Progress | None = None) -> Document:
-    """Open an autosave; the caller discards it once the user saved the document."""
+    """Open an autosave and claim it for this process (see the module's text).  It stays on
+    disk: give it to the recovered document's :class:`Autosaver` (``recovered=info``), which
+    deletes it once a newer autosave exists."""
     try:
         doc = load_ora(info.path, progress)
     except DocumentError as exc:
         raise DocumentError(f"The autosave from {time.ctime(info.saved_at)} cannot be recovered: {exc}") from exc
     if info.document_path:
         doc.metadata["document_path"] = info.document_path
+    claim(info)
     return doc
+
+
+def claim(info: RecoveryInfo) -> None:
+    """Record the running process as the autosave's owner (best effort: a read-only folder
+    only means another instance could offer it too)."""
+    meta = {"pid": os.getpid(), "saved_at": info.saved_at, "document_path": info.document_path,
+            "title": info.title}
+    try:
+        _write_meta(info.path.with_suffix(".json"), meta)
+    except DocumentError:
+        pass
 
 
 def discard_recovery(info: RecoveryInfo) -> None:

@@ -69,9 +69,13 @@ def composite(layers: Sequence[Layer], rect: Rect) -> np.ndarray:
     Works tile by tile, so flattening a 16k² document needs the 1 GB result
     and one tile of float scratch, not 4 GB of float planes."""
     out = np.empty((rect.h, rect.w, 4), np.uint8)
+    visible = _visible(layers)
     for key in tile_keys(rect, TILE):
         part = tile_rect(key, TILE).intersect(rect)
-        to_straight_u8(composite_premul(layers, part), out[part.slices(rect.x, rect.y)])
+        if not any(key in layer.pixels.tiles for layer in visible):
+            out[part.slices(rect.x, rect.y)] = 0  # no layer paints here: transparent (sparse files flatten fast)
+            continue
+        to_straight_u8(composite_premul(visible, part), out[part.slices(rect.x, rect.y)])
     return out
 
 

@@ -19,6 +19,7 @@ from .brush import BrushSettings, Stroke
 from .compositor import TileCache, composite
 from .geometry import MAX_SIDE, Rect
 from .history import DEFAULT_LIMIT, History
+from .limits import MAX_CANVAS_PIXELS
 from .layer import Layer, check_properties, new_mask
 from .parameters import format_parameters
 from .selection import Selection
@@ -170,6 +171,8 @@ class Document:
         new = self._bounds.expand(int(left), int(top), int(right), int(bottom))
         if new.w > MAX_SIDE or new.h > MAX_SIDE:
             raise ValueError(f"a document side cannot exceed {MAX_SIDE} pixels")
+        if new.w * new.h > MAX_CANVAS_PIXELS:  # what we save, we can open again (canvas.limits)
+            raise ValueError(f"a document cannot exceed {MAX_CANVAS_PIXELS:,} pixels (32768×32768)")
         if new != self._bounds:
             self._do(cmd.SetBounds(self._bounds, new))
         return new

@@ -16,6 +16,7 @@ from .errors import DocumentError, LayerLockedError
 from .geometry import MAX_SIDE, Rect, tile_keys
 from .history import Command
 from .layer import Layer
+from .limits import MAX_CANVAS_PIXELS
 from .parameters import format_parameters
 from .tiles import TILE, TiledSurface
 
@@ -104,6 +105,9 @@ def scale_document(doc, scale: int, top: np.ndarray | None = None, top_xy=(0, 0)
     if new_bounds.w > MAX_SIDE or new_bounds.h > MAX_SIDE:
         raise DocumentError(f"Scaled by {scale} the document would be {new_bounds.w}×{new_bounds.h} px, "
                             f"more than {MAX_SIDE} a side: scale a smaller part.")
+    if new_bounds.w * new_bounds.h > MAX_CANVAS_PIXELS:  # what we save, we can open again
+        raise DocumentError(f"Scaled by {scale} the document would be {new_bounds.w}×{new_bounds.h} px, "
+                            f"more than {MAX_CANVAS_PIXELS:,} pixels (32768×32768): scale a smaller part.")
     doc.end_stroke()
     layers = []
     for layer in doc.layers:

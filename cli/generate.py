@@ -176,12 +176,13 @@ def settings_for(spec: OperationSpec, args, engine) -> tuple[CommonSettings, obj
 
 def _build(spec: OperationSpec, args, engine):
     """(request, the input document) for this run; raises BackendError with one sentence."""
-    from .imagefiles import read_document, read_mask
+    from .imagefiles import check_sizes, flatten, read_document, read_mask
 
+    size = check_sizes(args.image, args.mask if spec.needs_mask else None)  # before anything is decoded
     common, own = settings_for(spec, args, engine)
     doc = read_document(args.image)
-    image = doc.flatten()
-    mask = read_mask(args.mask, (image.shape[1], image.shape[0])) if spec.needs_mask else None
+    image = flatten(doc, args.image)
+    mask = read_mask(args.mask, size) if spec.needs_mask else None
     b = doc.bounds
     request = spec.from_image(image, mask, (b.x, b.y), common, own)
     if args.allow_pickle:

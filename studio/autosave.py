@@ -3,7 +3,10 @@
 Every ``CHECK_MS`` the document is written to the autosave folder if it changed and the
 autosaver's interval has passed (``Autosaver.due()``), and right after each applied generation.
 An autosave is a recovery copy, not a save: the title keeps its ``*`` and the status bar says
-"recovery copy". After a crash, the next start offers the autosave of the session that died.
+"recovery copy". After a crash, the next start offers the autosave of the session that died;
+the recovered document keeps its file's path, is marked modified and "(recovered)", and its
+autosave stays on disk until a newer autosave of it exists (a second crash loses nothing).
+On start the temporary files of killed autosaves are removed.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import time
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QMessageBox
 
-from canvas.autosave import Autosaver, discard_recovery, find_recoverable, recover
+from canvas.autosave import Autosaver, discard_recovery, find_recoverable, recover, remove_stray_files
 from canvas.errors import DocumentError
 
 log = logging.getLogger(__name__)
@@ -78,20 +81,27 @@ class AutosaveController(QObject):
         self.tasks.run(lambda progress: saver.write(snapshot, revision, progress), done)
 
     def offer_recovery(self) -> None:
+        """On start: tidy the autosave folder, then offer the newest autosave a crash left."""
+        remove_stray_files(self.directory)
         for info in find_recoverable(self.directory):
             answer = QMessageBox.question(
                 self.dialogs, "Recover work?",
                 f"Latent Studio closed unexpectedly while “{info.title}” was open. Recover the autosave?",
                 QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes,
             )
-            if answer == QMessageBox.Yes:
-                try:
-                    doc = recover(info)
-                except DocumentError as exc:
-                    self.show_message(str(exc))
-                    continue
-                self.session.set_document(doc, None, modified=True)  # recovered work is unsaved
-            discard_recovery(info)
+            if answer != QMessageBox.Yes:
+                discard_recovery(info)
+                break
+            try:
+                doc = recover(info)
+            except DocumentError as exc:
+                self.show_message(str(exc))
+                continue
+            # unsaved work under its own file's name; its autosave stays until a newer one exists
+            self.session.set_document(doc, info.document_path, modified=True, recovered=True)
+            self.saver.recovered = info
+            when = time.strftime("%H:%M", time.localtime(info.saved_at))
+            self.status(f"Recovered “{info.title}” from the autosave of {when}: save it to keep it", 0)
             break
 
     def discard(self) -> None:

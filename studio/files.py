@@ -2,6 +2,8 @@
 
 Loading and saving run off the GUI thread on a snapshot (``doc.copy()``, cheap), atomically;
 a damaged file or a full disk is one sentence in the message bar, and the document is unchanged.
+Opening or saving a document also removes what killed saves left in its folder (our own
+``.<name>.<random>.part`` files, untouched for ten minutes).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Callable
 from PySide6.QtCore import QCoreApplication, QObject
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QMessageBox, QSpinBox
 
+from canvas.atomic import remove_stray_parts
 from canvas.document import Document
 from canvas.errors import DocumentError
 
@@ -103,7 +106,13 @@ class FileController(QObject):
             if after is not None:
                 after(error)
 
-        self.tasks.run(lambda progress: load_image(path, progress), done, self._progress)
+        def load(progress):
+            try:
+                return load_image(path, progress)
+            finally:
+                remove_stray_parts(path.parent)  # what killed saves left in the folder we use
+
+        self.tasks.run(load, done, self._progress)
 
     def import_layer(self, path=None) -> None:
         from canvas.image_io import import_layer
@@ -164,7 +173,11 @@ class FileController(QObject):
             if after is not None:
                 after(error)
 
-        task = self.tasks.run(lambda progress: save_ora(snapshot, path, progress), done, self._progress)
+        def save(progress):
+            save_ora(snapshot, path, progress)
+            remove_stray_parts(path.parent)  # what killed saves left in the folder we use
+
+        task = self.tasks.run(save, done, self._progress)
         if wait:
             task.thread.join()
             QCoreApplication.processEvents()

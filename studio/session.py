@@ -18,13 +18,17 @@ class DocumentSession(QObject):
         super().__init__(parent)
         self.doc = None
         self.path: Path | None = None
+        self.recovered = False  # the document came from a crash's autosave and was not saved since
         self._saved_revision = 0
 
-    def set_document(self, doc, path=None, *, modified: bool = False) -> None:
+    def set_document(self, doc, path=None, *, modified: bool = False, recovered: bool = False) -> None:
+        """`recovered`: the document is an autosave recovered after a crash (the title says so
+        until it is saved)."""
         if self.doc is not None and self._history_moved in self.doc.history.listeners:
             self.doc.history.listeners.remove(self._history_moved)
         self.doc = doc
         self.path = Path(path) if path else None
+        self.recovered = recovered
         self._saved_revision = -1 if modified else doc.history.revision
         doc.history.listeners.append(self._history_moved)
         self.document_changed.emit(doc)
@@ -41,6 +45,7 @@ class DocumentSession(QObject):
         """The document as it was at ``revision`` is now in ``path``."""
         self.path = Path(path)
         self._saved_revision = revision
+        self.recovered = False
         self.changed.emit()
 
     def forget_changes(self) -> None:
@@ -51,4 +56,4 @@ class DocumentSession(QObject):
     @property
     def title(self) -> str:
         name = self.path.name if self.path else "Untitled"
-        return f"{name}{' *' if self.modified else ''} — Latent Studio"
+        return f"{name}{' (recovered)' if self.recovered else ''}{' *' if self.modified else ''} — Latent Studio"
