@@ -187,7 +187,7 @@ class LatentPreviewer:
 # --- a learned preview decoder, shipped with a model ------------------------------------------------
 
 HEAD_FILE = "preview_head.safetensors"
-HEAD_HIDDEN = 128
+HEAD_HIDDEN = 96
 HEAD_LAYERS = 5
 HEAD_FACTOR = 8  # output pixels per latent pixel, a side
 

@@ -25,7 +25,7 @@ class PreviewHeadConfig:
     steps: int = 6000
     batch: int = 16
     lr: float = 2e-3
-    hidden: int = 128
+    hidden: int = 96
     layers: int = 5
     seed: int = 0
     minutes: float | None = None  # wall-clock budget (stops early, keeps what it has)

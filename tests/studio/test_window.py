@@ -222,20 +222,24 @@ def test_a_model_that_ignores_prompts_greys_out_the_prompt(window):
     assert panel.editor("prompt").widget.isEnabled()
 
 
-def test_a_new_model_brings_its_recommended_inpaint_settings_once(window, tmp_path):
+def test_a_new_model_brings_its_recommended_settings_once(window, tmp_path):
     from studio import settings as settings_mod
 
     panel = window.generation
     set_operation(window, "inpaint")
-    recommended = (("fill", "blur"), ("strength", 0.8))
+    recommended = (("inpaint", "fill", "blur"), ("inpaint", "strength", 0.8), ("outpaint", "fill", "exemplar"))
     panel.set_model_state("model-a", "ready", "", True, recommended)
     assert panel.editor("fill").value() == "blur" and panel.editor("strength").value() == 0.8
-    assert "recommended inpaint settings were applied: fill blur, strength 0.8" in panel.model_state.text()
+    assert panel.editor("fill", "outpaint").value() == "exemplar"
+    assert ("recommended settings were applied: inpaint strength 0.8, inpaint fill blur, outpaint fill exemplar"
+            in panel.model_state.text())
     panel.editor("strength").set_value(0.95)  # the user's own choice stands while the model stays
     panel.set_model_state("model-a", "ready", "", True, recommended)
     assert panel.editor("strength").value() == 0.95 and "applied" not in panel.model_state.text()
-    panel.set_model_state("sd15", "ready", "", False, (("fill", "original"), ("strength", 1.0)))
+    # A model that recommends nothing brings the specs' defaults back.
+    panel.set_model_state("sd15", "ready", "", False, ())
     assert panel.editor("fill").value() == "original" and panel.editor("strength").value() == 1.0
+    assert panel.editor("fill", "outpaint").value() == "blur"
     # Remembered across runs: the next start does not override the user's settings again.
     s = settings_mod.Settings()
     panel.store(s)
@@ -337,7 +341,7 @@ def test_each_operation_keeps_its_own_settings(window, tmp_path):
     assert panel.editor("strength").value() == 0.9
     # A model's recommendation changes inpaint's strength only, also while another operation is on show.
     set_operation(window, "img2img")
-    panel.set_model_state("model-b", "ready", "", True, (("fill", "blur"), ("strength", 1.0)))
+    panel.set_model_state("model-b", "ready", "", True, (("inpaint", "fill", "blur"), ("inpaint", "strength", 1.0)))
     assert panel.editor("strength").value() == 0.45
     s = settings_mod.Settings()
     panel.store(s)
