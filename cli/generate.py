@@ -53,6 +53,10 @@ def _run_options(p, spec: OperationSpec) -> None:
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .ckpt/.pt/.bin model files (read with weights_only=True)")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
+    if not spec.scales_document:
+        g.add_argument("--save-previews", metavar="DIR",
+                       help="write each step's preview as DIR/step-NNN.png: the input at the output's size with "
+                            "that step's preview in place (DIR is created if missing)")
 
 
 def _flag(f: dataclasses.Field, spec: OperationSpec) -> tuple[str, str]:
@@ -196,13 +200,16 @@ def _build(spec: OperationSpec, args, engine):
 
 def _run(args, spec: OperationSpec, request, doc, engine, events: queue.Queue) -> int:
     """Runs one job to the end, drawing a progress bar; writes the outputs only on success."""
-    from backend.events import Cancelled, Failed, Progress, Result, Started
+    from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
 
     bar = None
+    previews = PreviewWriter(Path(args.save_previews), doc, request) if getattr(args, "save_previews", None) else None
     try:
         engine.submit(request)
         while True:
             event = events.get()
+            if isinstance(event, Preview) and previews is not None:
+                previews.write(event)
             if isinstance(event, Started) and not args.quiet:
                 from tqdm import tqdm
 
@@ -227,6 +234,44 @@ def _run(args, spec: OperationSpec, request, doc, engine, events: queue.Queue) -
     except KeyboardInterrupt:
         engine.cancel_all()
         return _fail("interrupted; nothing was written.", 130)
+
+
+class PreviewWriter:
+    """``--save-previews DIR``: each preview as ``DIR/step-NNN.png``, the input at the output's size
+    (the document and, for an outpaint, the new area around it) with that step's preview in place."""
+
+    def __init__(self, folder: Path, doc, request):
+        import numpy as np
+
+        from canvas.geometry import Rect
+
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        b = doc.bounds
+        frame = Rect(b.x, b.y, b.w, b.h)
+        if hasattr(request, "result_rect"):
+            frame = frame.union(Rect(*request.result_rect))
+        self.frame = frame
+        self.base = np.zeros((frame.h, frame.w, 4), np.uint8)
+        self.base[b.y - frame.y: b.y - frame.y + b.h, b.x - frame.x: b.x - frame.x + b.w] = doc.flatten()
+
+    def write(self, event) -> None:
+        import numpy as np
+        from PIL import Image
+
+        from .imagefiles import write_png
+
+        x, y, w, h = event.rect
+        image = event.image
+        if image.shape[:2] != (h, w):
+            image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+        out = self.base.copy()
+        x0, y0 = x - self.frame.x, y - self.frame.y
+        region = out[y0:y0 + h, x0:x0 + w]
+        a = image[..., 3:4].astype(np.float32) / 255.0
+        region[..., :3] = np.round(region[..., :3] * (1 - a) + image[..., :3] * a).astype(np.uint8)
+        region[..., 3] = np.maximum(region[..., 3], image[..., 3])
+        write_png(out, self.folder / f"step-{event.step:03d}.png")
 
 
 def _write(args, spec: OperationSpec, request, doc, result) -> int:

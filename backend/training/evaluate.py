@@ -270,7 +270,7 @@ def evaluate_img2img(pipe: EngineModel, scenes: list, strength: float, steps: in
     return Img2ImgScores(strength, float(np.mean(sims)), float(np.mean(colours)), float(np.mean(diffs)), examples)
 
 
-def heldout_scenes(data_dir: Path, max_side: int = 820) -> list:
+def heldout_scenes(data_dir: Path, max_side: int = 512) -> list:
     """The held-out photos at half their prepared size (as the crops are cut), at most ``max_side`` wide."""
     from PIL import Image
 

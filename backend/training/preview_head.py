@@ -98,4 +98,5 @@ def save_head(state: dict, model_dir: Path) -> Path:
 
     path = Path(model_dir) / HEAD_FILE
     save_file(state, str(path))
+    path.chmod(0o644)
     return path
