@@ -36,6 +36,7 @@ class JobContext:
     total: int = 0
     step: int = 0
     _last_preview: float = field(default=0.0, repr=False)
+    _preview_cost: float = field(default=0.0, repr=False)
 
     def check_cancel(self) -> None:
         if self.cancel_flag.is_set():
@@ -49,11 +50,21 @@ class JobContext:
         self.emit(Progress(self.job_id, self.step, self.total, stage))
 
     def preview_due(self, final: bool) -> bool:
+        """Whether to show a preview now: at least ``preview_interval`` apart, and far enough apart that
+        drawing them costs at most :data:`PREVIEW_SHARE` of the job's time (a costly previewer on a slow
+        device shows fewer); the last step's always. An interval of 0 asks for every step's."""
         now = time.monotonic()
-        if final or now - self._last_preview >= self.preview_interval:
+        gap = max(self.preview_interval, self._preview_cost / PREVIEW_SHARE) if self.preview_interval > 0 else 0.0
+        if final or now - self._last_preview >= gap:
             self._last_preview = now
             return True
         return False
+
+    def preview_took(self, seconds: float) -> None:
+        self._preview_cost = seconds if not self._preview_cost else 0.7 * self._preview_cost + 0.3 * seconds
+
+
+PREVIEW_SHARE = 0.05  # the most of a job's time that drawing previews may take
 
 
 def effective_steps(steps: int, strength: float) -> int:
@@ -136,7 +147,9 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
                 estimate = latents
             elif anchor is not None:
                 estimate = anchor.blend(estimate, n_steps, n_steps)  # as the last step will keep it
+            started = time.perf_counter()
             image = previewer.render(estimate[:1], (cw, ch), alpha, reference=reference)
+            ctx.preview_took(time.perf_counter() - started)
             ctx.emit(Preview(ctx.job_id, image, rect, ctx.step, ctx.total))
         return {"latents": latents} if anchor is not None else {}
 

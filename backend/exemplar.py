@@ -17,16 +17,32 @@ MIN_SOURCE = 0.05  # the known share of the region below which there is nothing 
 
 
 class NoExemplarSource(ValueError):
-    """The region has (almost) nothing outside the hole to copy from."""
+    """The exemplar fill cannot run here; ``str(error)`` is the sentence a painter is shown."""
+
+
+NOTHING_TO_COPY = "Nothing around the hole to copy from: the blur fill was used instead."
+NO_CONTRIB = ("The exemplar fill needs OpenCV's contrib modules (pip install opencv-contrib-python-headless, "
+              "with no other opencv package beside it): the blur fill was used instead.")
+
+
+def unavailable() -> str | None:
+    """The sentence to show when this installation cannot run the exemplar fill, else None."""
+    try:
+        import cv2
+    except ImportError:
+        return NO_CONTRIB
+    return None if hasattr(cv2, "xphoto") else NO_CONTRIB
 
 
 def exemplar_fill(rgb: np.ndarray, hole: np.ndarray, *, max_side: int = MAX_SIDE) -> np.ndarray:
     """``rgb`` (h, w, 3) uint8 with the ``hole`` (h, w) bool filled from the rest of it."""
     import cv2
 
+    if not hasattr(cv2, "xphoto"):  # opencv-python or -headless installed over the contrib build
+        raise NoExemplarSource(NO_CONTRIB)
     keep = ~hole
     if keep.mean() < MIN_SOURCE or keep.sum() < 64:
-        raise NoExemplarSource("the hole covers (almost) the whole region: nothing around it to copy from")
+        raise NoExemplarSource(NOTHING_TO_COPY)
     if not hole.any():
         return rgb
     h, w = hole.shape

@@ -77,7 +77,8 @@ def test_folder_loads_in_the_stock_inpaint_pipeline(tiny_model):
     assert index["safety_checker"] == [None, None]
     assert json.loads((folder / "latent_studio.json").read_text()) == {
         "ignores_prompt": True, "native_resolution": 64, "anchor_latents": True, "colour_guide_cell": 4,
-        "restore_detail": True, "inpaint_defaults": {"fill": "blur", "strength": 1.0}, "name": "latent-studio-mini"}
+        "restore_detail": True, "inpaint_defaults": {"fill": "exemplar", "strength": 0.5},
+        "outpaint_defaults": {"fill": "exemplar", "strength": 0.5}, "name": "latent-studio-mini"}
     assert "## Data and licences" in (folder / "README.md").read_text()
     assert all(f.suffix != ".bin" for f in folder.rglob("*"))
     pipe = load_pipeline(folder)
@@ -244,10 +245,11 @@ def test_inpainting_comparison_and_contact_sheet(tiny_model, tmp_path):
     lines = []
     scores = evaluate_inpainting(EngineModel(folder), crops, steps=2, hole=16, log=lines.append)
     assert len(scores.examples) == 2 and len(lines) == 2
-    assert scores.ours_colour_error >= 0 and scores.telea_colour_error >= 0
-    assert 0 <= scores.ours_texture <= 2 and 0 <= scores.telea_texture <= 2
+    assert scores.ours_colour_error >= 0 and scores.telea_colour_error >= 0 and scores.exemplar_colour_error >= 0
+    assert 0 <= scores.ours_texture <= 2 and 0 <= scores.telea_texture <= 2 and 0 <= scores.exemplar_texture <= 2
+    assert scores.preview_last >= 0 and scores.preview_half >= 0  # previews were caught and compared
     sheet = contact_sheet(scores.examples, tmp_path / "sheet.png")
-    assert Image.open(sheet).size[0] == 4 * 64 + 5 * 4
+    assert Image.open(sheet).size[0] == 5 * 64 + 6 * 4  # input, ours, exemplar, Telea, truth
 
 
 def test_metric_helpers():
@@ -311,12 +313,34 @@ def test_write_card_records_the_metrics_and_follows_the_template(tiny_model, tmp
     shutil.copytree(folder, model)
     metrics = dict(vae_psnr=24.5, ours_colour_error=11.0, telea_colour_error=10.0, ours_texture=0.3,
                    telea_texture=0.5, inpaint_fill="blur", inpaint_strength=1.0, restore_detail=True, crops=40,
-                   nodetail_colour_error=11.2, nodetail_texture=0.6, contact_sheet="/tmp/x.png")
+                   nodetail_colour_error=11.2, nodetail_texture=0.6, contact_sheet="/tmp/x.png",
+                   exemplar_colour_error=10.5, exemplar_texture=0.25, preview_last=3.5, preview_half=6.0,
+                   img2img_s03_ssim=0.93, img2img_s03_colour=0.1, img2img_s03_seeds=5.0)
     update_card_metrics(model, metrics)
     card = (model / "README.md").read_text()
     assert "40 held-out 256² crops" in card and "detail transfer): mean colour error 11.00 vs 10.00 (ratio 1.10" in card
     assert "without detail transfer (`restore_detail`): colour error 11.20" in card
     assert "`restore_detail` asks the engine" in card and "## Data and licences" in card
+    assert "exemplar fill alone" in card and "1.05 in colour" in card and "1.20 in texture" in card
+    assert "last step and 6.00 halfway" in card and "SSIM to the input 0.930" in card
     record = json.loads((model / TRAINING_RECORD).read_text())
     assert record["metrics"]["ours_texture"] == 0.3 and "contact_sheet" not in record["metrics"]
     assert record["vae_steps"] == 3  # the training figures stay
+
+
+def test_the_evaluation_json_has_every_figure_the_issue_names():
+    from backend.training.evaluate import flat_metrics
+
+    m = dict(vae_psnr=24.9, crops=8, seconds=600, ours_colour_error=12.0, ours_texture=0.2, inpaint_seconds=3.0,
+             inpaint_fill="exemplar", inpaint_strength=0.5, telea_colour_error=20.0, telea_texture=0.5,
+             exemplar_colour_error=13.0, exemplar_texture=0.21, preview_last=3.0, preview_half=5.0,
+             nodetail_colour_error=12.5, nodetail_texture=0.4, bare_colour_error=16.0, bare_texture=0.6,
+             img2img_s03_ssim=0.93, img2img_s03_colour=0.1, img2img_s03_seeds=5.0, img2img_s06_ssim=0.84,
+             img2img_s06_colour=0.3, img2img_s06_seeds=10.0)
+    flat = flat_metrics(m)
+    for key in ("vae_psnr", "inpaint.ours.colour", "inpaint.ours.texture", "inpaint.telea.colour",
+                "inpaint.telea.texture", "inpaint.exemplar.colour", "inpaint.exemplar.texture",
+                "inpaint.denoiser_alone.colour", "img2img.s03.ssim", "img2img.s06.ssim",
+                "preview.last_step_colour_error"):
+        assert key in flat, key
+    assert flat["img2img.s06.seed_difference"] == 10.0 and json.dumps(flat)

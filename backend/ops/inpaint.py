@@ -114,8 +114,8 @@ def run(ctx, request: InpaintRequest):
         ctx.stage("Filling the hole from the surroundings")
         try:
             start = exemplar_fill(request.image[..., :3], soft > 0.5)[y0:y1, x0:x1]
-        except NoExemplarSource:
-            fill, notes = "blur", ("Nothing around the hole to copy from: the blur fill was used instead.",)
+        except NoExemplarSource as error:
+            fill, notes = "blur", (str(error),)
             ctx.stage(notes[0])
     pixels = request.image[y0:y1, x0:x1]
     soft = soft[y0:y1, x0:x1]

@@ -24,7 +24,7 @@ import numpy as np
 from ..core import JobContext, diffuse_region, effective_steps
 from ..errors import InvalidRequest
 from ..events import ResultImage
-from ..exemplar import NoExemplarSource, exemplar_fill
+from ..exemplar import NoExemplarSource, exemplar_fill, unavailable
 from ..region import OUTPAINT_FILLS, prefill
 from ..requests import MAX_SIDE, GenerationRequest, _check_bool, _check_range, _check_whole, recorded, request_parameters
 from .base import Operation, check_model, diffusion_settings, load_model, native_size_guess, region_seed
@@ -205,8 +205,8 @@ def _prefill(pixels: np.ndarray, soft: np.ndarray, p: Pass, fill: str, seed: int
 
 def _exemplar_outwards(rgb: np.ndarray, hole: np.ndarray, p: Pass) -> np.ndarray:
     """The exemplar fill of a strip at the region's edge. The shift-map only fills a hole with known
-    pixels around it, so the known context is mirrored beyond the strip: the strip then lies between
-    the image and its reflection, and is continued from both."""
+    pixels around it, so the known context is put again beyond the strip, as if the picture wrapped
+    round: the strip then lies between the picture's edge and its far side, and is continued from both."""
     flip = p.side in ("top", "bottom")
     if flip:  # work on columns as rows
         rgb, hole = rgb.transpose(1, 0, 2), hole.T
@@ -215,9 +215,11 @@ def _exemplar_outwards(rgb: np.ndarray, hole: np.ndarray, p: Pass) -> np.ndarray
         rgb, hole = rgb[:, ::-1], hole[:, ::-1]
     e = p.amount
     known = rgb[:, : rgb.shape[1] - e]
-    mirror = known[:, ::-1][:, : max(16, min(known.shape[1], e))]
-    wide = np.concatenate([rgb, mirror], axis=1)
-    wide_hole = np.concatenate([hole, np.zeros(mirror.shape[:2], bool)], axis=1)
+    # The far side: the known context again, as it starts (wrapped round, not reflected: a reflection
+    # makes mirror-image shapes at the seam).
+    beyond = known[:, : max(16, min(known.shape[1], e))]
+    wide = np.concatenate([rgb, beyond], axis=1)
+    wide_hole = np.concatenate([hole, np.zeros(beyond.shape[:2], bool)], axis=1)
     try:
         out = exemplar_fill(np.ascontiguousarray(wide), wide_hole)[:, : rgb.shape[1]]
     except NoExemplarSource:
@@ -258,6 +260,10 @@ def run(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
     canvas = np.zeros((rh, rw, 4), np.uint8)
     canvas[T: T + h, L: L + w] = request.image
     context = max(2 * request.overlap, native // 2)
+    fill, notes = request.fill, ()
+    if fill == "exemplar" and unavailable():
+        fill, notes = "blur", (unavailable(),)
+        ctx.stage(notes[0])
     results = []
     for k, seed in enumerate(request.seeds):
         c = canvas.copy()
@@ -274,7 +280,7 @@ def run(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
                 # reproduced from the one seed its parameters record.
                 region = region_seed(seed, done)
                 pixels = c[y0:y1, x0:x1].copy()
-                pixels[..., :3] = _prefill(pixels, soft, p, request.fill, region)
+                pixels[..., :3] = _prefill(pixels, soft, p, fill, region)
                 stage = f"Region {done + 1} of {n_regions}" if n_regions > 1 else ""
                 if request.count > 1:
                     stage = f"Image {k + 1} of {request.count}" + (f", {stage.lower()}" if stage else "")
@@ -291,7 +297,8 @@ def run(ctx: JobContext, request: OutpaintRequest) -> tuple[ResultImage, ...]:
         params = request_parameters(request, seed=seed, model=model, Size=f"{rw}x{rh}",
                                     **{"Region size": info.get("Size", "")})
         mask = (np.clip(changed, 0, 1) * 255 + 0.5).astype(np.uint8)
-        results.append(ResultImage(image=c, rect=request.result_rect, mask=mask, seed=seed, parameters=params))
+        results.append(ResultImage(image=c, rect=request.result_rect, mask=mask, seed=seed, parameters=params,
+                                   notes=notes))
     return tuple(results)
 
 

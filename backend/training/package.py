@@ -371,8 +371,8 @@ def _preview_line(model_dir: Path) -> str:
 
     if not (Path(model_dir) / HEAD_FILE).is_file():
         return ""
-    return ("\n## Previews\n`" + HEAD_FILE + "` is a tiny decoder for the live previews (five 3×3 convolutions at the "
-            "latents' resolution and a pixel shuffle, about 5 ms for a 256² preview on a CPU), fitted to this model's "
+    return ("\n## Previews\n`" + HEAD_FILE + "` is a tiny decoder for the live previews (eight 3×3 layers at the "
+            "latents' resolution, seven depthwise-separable, and a pixel shuffle, about 5 ms for a 256² preview on a CPU), fitted to this model's "
             "own VAE decoder on the training photos' latents and perturbed copies of them "
             "(`python main.py train-preview`); a linear latent→RGB map shows this autoencoder's latents in false "
             "colours.\n")

@@ -3,8 +3,9 @@
 A linear map from four latent channels to RGB shows the small autoencoder's latents in false colours
 (purple, blue and yellow speckle where the result is grey-blue: an L1 error of 41 levels against the
 decoder's output on training crops), and the full decoder costs about twelve denoising steps at 256².
-The head (``backend.preview.make_head``: five 3×3 convolutions at the latents' resolution and a pixel
-shuffle, ~0.6M parameters, about 5 ms for a 256² preview on a CPU) is fitted to the decoder's output on the latents of the training photos — and of noisier, shifted
+The head (``backend.preview.make_head``: eight 3×3 layers at the latents' resolution, seven of them
+depthwise-separable, and a pixel shuffle, ~0.15M parameters, about 5 ms for a 256² preview on a CPU) is
+fitted to the decoder's output on the latents of the training photos — and of noisier, shifted
 copies of them, since a denoiser's estimate mid-run is not a clean photo's latent — with an L1
 loss. It is saved as ``preview_head.safetensors`` in the model folder, which the engine uses for
 that model's previews.
@@ -25,8 +26,8 @@ class PreviewHeadConfig:
     steps: int = 6000
     batch: int = 16
     lr: float = 2e-3
-    hidden: int = 96
-    layers: int = 5
+    hidden: int = 128
+    layers: int = 8
     seed: int = 0
     minutes: float | None = None  # wall-clock budget (stops early, keeps what it has)
 

@@ -16,7 +16,11 @@ def test_it_is_the_default_and_says_it_ignores_prompts():
     assert resolve("").path == MODEL
     info = json.loads((MODEL / "latent_studio.json").read_text())
     assert info["ignores_prompt"] is True and info["native_resolution"] == 256
-    assert info["inpaint_defaults"] == {"fill": "blur", "strength": 1.0} and info["colour_guide_cell"] == 4
+    assert info["inpaint_defaults"] == {"fill": "exemplar", "strength": 0.5} and info["colour_guide_cell"] == 4
+    assert info["outpaint_defaults"] == {"fill": "exemplar", "strength": 0.5}
+    from backend.preview import load_head
+
+    assert load_head(MODEL) is not None  # its previews come from its own preview head
     assert json.loads((MODEL / "training.json").read_text())["unet_steps"] > 0
     card = (MODEL / "README.md").read_text()
     for needed in ("Data and licences", "GPL-2+", "LGPL-3.0", "CC0-1.0", "VAE reconstruction PSNR"):

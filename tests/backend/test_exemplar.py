@@ -67,3 +67,20 @@ def test_outpaint_strips_are_continued_outwards(side):
     blurred = prefill(img, hole.astype(np.float32), "blur")
     err = lambda a: np.abs(a[hole].astype(int) - img[hole]).mean()  # noqa: E731
     assert err(out) < err(blurred)
+
+
+def test_an_opencv_without_contrib_is_named_and_the_blur_takes_over(monkeypatch):
+    """opencv-python installed over the contrib build hides cv2.xphoto: one sentence, no traceback."""
+    import cv2
+
+    from backend import exemplar
+
+    monkeypatch.delattr(cv2, "xphoto")
+    assert exemplar.unavailable() == exemplar.NO_CONTRIB
+    img = stripes()
+    hole = np.zeros(img.shape[:2], bool)
+    hole[30:70, 40:90] = True
+    with pytest.raises(NoExemplarSource, match="opencv-contrib-python-headless"):
+        exemplar_fill(img, hole)
+    out = prefill(img, hole.astype(np.float32), "exemplar")
+    assert np.array_equal(out, prefill(img, hole.astype(np.float32), "blur"))
