@@ -23,10 +23,11 @@ COMMAND_MODULES = (
 
 
 def build_parser():
-    import argparse
     import importlib
 
-    parser = argparse.ArgumentParser(
+    from cli.contract import Parser
+
+    parser = Parser(
         prog="latent-studio",
         description="Latent Studio: paint, inpaint, outpaint, vary and upscale with latent diffusion.",
     )
@@ -52,12 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         from studio.app import run_app
 
         return run_app(argv[0] if argv else None)
+    # The error contract (cli/contract.py): bad input is one line and exit 2 before the job, a job that
+    # fails is one line and exit 1 with the details in the log file.
+    from cli.contract import fail, run
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return args.func(args)
+        return fail(f"no command was given: choose one of {', '.join(parser._subparsers._group_actions[0].choices)} "
+                    f"(see `{parser.prog} --help`).")
+    return run(args.func, args)
 
 
 if __name__ == "__main__":

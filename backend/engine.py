@@ -223,7 +223,8 @@ class Engine:
         except Exception as exc:  # anything unexpected: a message, a log entry, and on to the next job
             log.exception("job %s failed", job_id)
             message = _OOM if "out of memory" in str(exc).lower() else (
-                f"The job failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]}); details are in the log."
+                f"The job failed unexpectedly ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                "details are in the log."
             )
             self._emit(Failed(job_id, message, traceback.format_exc()))
         else:
@@ -264,6 +265,10 @@ def _quiet_libraries() -> None:
     for lib in (diffusers_logging, transformers_logging):
         lib.set_verbosity_error()
         lib.disable_progress_bar()
+        # What they still say goes through Python's logging (the app's and the CLI's log file), not
+        # straight to the terminal.
+        lib.disable_default_handler()
+        lib.enable_propagation()
 
 
 _OOM = "The job ran out of memory: use a smaller region or fewer variations, or close other programs."

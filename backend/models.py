@@ -5,7 +5,8 @@ A model reference is one of:
 * ``""``: the embedded default model (``resources/models``), when one ships;
 * a name from ``python main.py models``: an embedded model, or a folder or
   ``.safetensors`` file in the user's model folder;
-* a path to a diffusers folder (``model_index.json`` inside);
+* a path to a diffusers folder (``model_index.json`` inside; its component classes and weights are
+  checked by :mod:`backend.modelconfig` before diffusers reads it);
 * a path to a single-file ``.safetensors`` checkpoint of SD 1.x, SD 2.x or
   SDXL, loaded offline with the config folders shipped in
   ``resources/model-configs`` (or a diffusers config folder placed beside it
@@ -30,6 +31,7 @@ from typing import Callable
 from . import paths
 from .checkpoints import PICKLE_SUFFIXES, CheckpointInfo, inspect_checkpoint, load_pickle_weights
 from .errors import ModelError
+from .modelconfig import check_folder, read_config
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -291,33 +293,39 @@ class ModelManager:
 def _load_pipeline(source: ModelSource, dtype, *, allow_pickle: bool, progress: Progress | None):
     if source.kind == "hub":
         folder = _hub_snapshot(source.location, progress)
-        return _load_folder(folder, dtype)
+        return _load_folder(folder, dtype, allow_pickle=allow_pickle)
     if source.kind == "folder":
-        return _load_folder(source.path, dtype)
+        return _load_folder(source.path, dtype, allow_pickle=allow_pickle)
     if source.kind == "pickle":
         if not allow_pickle:
-            raise ModelError(
-                f"{source.path.name} is a pickle file, which can run code when opened, so it is refused: "
-                "use a .safetensors version, or allow pickle files explicitly (--allow-pickle)."
-            )
+            raise ModelError(_pickle_refused(source.path))
         converted = _pickle_to_safetensors(source.path)
         return _load_single_file(converted, dtype, config_hint=source.path)
     return _load_single_file(source.path, dtype)
 
 
-def _load_folder(folder: Path, dtype):
+def _pickle_refused(path: Path) -> str:
+    return (f"{path.name} is a pickle file, which can run code when opened, so it is refused: use a .safetensors "
+            "version, or allow pickle files explicitly (--allow-pickle).")
+
+
+def _load_folder(folder: Path, dtype, *, allow_pickle: bool = False):
+    index = check_folder(folder, allow_pickle=allow_pickle)  # before diffusers imports anything it names
     from diffusers import AutoPipelineForInpainting
 
-    index = json.loads((folder / "model_index.json").read_text())
     family = "sdxl" if "text_encoder_2" in index else "sd15"
     kwargs = {"dtype": dtype}
     if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     if "feature_extractor" in index:
         kwargs["feature_extractor"] = None
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
     try:
         pipe = AutoPipelineForInpainting.from_pretrained(str(folder), local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # diffusers and transformers raise many types for a folder they cannot use
         raise ModelError(
             f"The model folder {folder.name} could not be loaded ({_first_line(exc)}): it may be incomplete; "
             "download it again."
@@ -331,27 +339,37 @@ def _single_file_class(info: CheckpointInfo):
     return diffusers.StableDiffusionXLInpaintPipeline if info.family == "sdxl" else diffusers.StableDiffusionInpaintPipeline
 
 
-def _load_single_file(path: Path, dtype, config_hint: Path | None = None):
+def single_file_config(path: Path, config_hint: Path | None = None) -> tuple[CheckpointInfo, Path]:
+    """The checkpoint's family and the config folder it loads with (``NAME.config/`` beside it, else the
+    shipped one), both checked (no torch, no weights read); raises ModelError."""
     info = inspect_checkpoint(path)
     hint = config_hint or path
     sidecar = hint.with_name(hint.stem + ".config")
     config = sidecar if sidecar.is_dir() else info.config_folder
+    check_folder(config, allow_pickle=False, weights=False)  # from_single_file imports what it names
+    return info, config
+
+
+def _load_single_file(path: Path, dtype, config_hint: Path | None = None):
+    info, config = single_file_config(path, config_hint)
     cls = _single_file_class(info)
     kwargs = {"dtype": dtype}
     if info.family != "sdxl":
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    unet_config = json.loads((config / "unet" / "config.json").read_text())
-    if unet_config.get("in_channels") != info.in_channels:
-        # E.g. an SD 2.x or SDXL inpainting file with the family's base config.
-        from diffusers import UNet2DConditionModel
-
-        kwargs["unet"] = UNet2DConditionModel.from_single_file(
-            str(path), config=str(config), subfolder="unet", in_channels=info.in_channels,
-            dtype=dtype, local_files_only=True,
-        )
+    unet_config = read_config(config / "unet" / "config.json")
     try:
+        if unet_config.get("in_channels") != info.in_channels:
+            # E.g. an SD 2.x or SDXL inpainting file with the family's base config.
+            from diffusers import UNet2DConditionModel
+
+            kwargs["unet"] = UNet2DConditionModel.from_single_file(
+                str(path), config=str(config), subfolder="unet", in_channels=info.in_channels,
+                dtype=dtype, local_files_only=True,
+            )
         pipe = cls.from_single_file(str(path), config=str(config), local_files_only=True, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # diffusers raises many types for a file that does not fit its config
         raise ModelError(
             f"{path.name} could not be loaded as a {info.family.upper()} checkpoint ({_first_line(exc)}): "
             f"if it has an unusual architecture, put its diffusers config folder beside it as {path.stem}.config/."
@@ -457,21 +475,25 @@ def list_models() -> list[tuple[str, str, str]]:
 
 
 def preflight(ref: str, *, allow_pickle: bool = False) -> ModelSource:
-    """The checks that need no torch: found, recognised, allowed, reachable. Raises ModelError."""
+    """The checks that can run before the job: found, recognised, allowed, reachable; a folder's (or
+    cached hub snapshot's) ``model_index.json`` and weights, a single file's tensor names and config
+    folder. No torch, except to open allowed pickles with ``weights_only=True`` (a single pickle file
+    is converted here, once, to the cached ``.safetensors`` the job loads). Raises ModelError."""
     source = resolve(ref)
-    if source.kind == "pickle" and not allow_pickle:
-        raise ModelError(
-            f"{source.path.name} is a pickle file, which can run code when opened, so it is refused: "
-            "use a .safetensors version, or allow pickle files explicitly (--allow-pickle)."
-        )
-    if source.kind == "single_file":
-        inspect_checkpoint(source.path)
-    if source.kind == "hub":
+    if source.kind == "folder":
+        check_folder(source.path, allow_pickle=allow_pickle)
+    elif source.kind == "pickle":
+        if not allow_pickle:
+            raise ModelError(_pickle_refused(source.path))
+        single_file_config(_pickle_to_safetensors(source.path), config_hint=source.path)
+    elif source.kind == "single_file":
+        single_file_config(source.path)
+    elif source.kind == "hub":
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:
-            snapshot_download(source.location, local_files_only=True)
+            snapshot = snapshot_download(source.location, local_files_only=True)
         except LocalEntryNotFoundError as exc:
             if not _offline():
                 return source  # not cached, but the hub is reachable: the engine downloads it
@@ -480,4 +502,5 @@ def preflight(ref: str, *, allow_pickle: bool = False) -> ModelSource:
                 f"machine with internet run `huggingface-cli download {source.location}` and copy the folder "
                 f"into {paths.models_dir()}, or put a .safetensors file there."
             ) from exc
+        check_folder(Path(snapshot), allow_pickle=allow_pickle)
     return source

@@ -79,6 +79,19 @@ def _check_bool(request, *names: str) -> None:
             raise InvalidRequest(f"`{name}` must be true or false, but is {getattr(request, name)!r}.")
 
 
+def check_text(name: str, text: str) -> None:
+    """Raises InvalidRequest when ``text`` cannot be written as UTF-8: a command-line argument whose bytes
+    were not UTF-8 arrives as lone surrogates (``\\udcff`` for the byte 0xFF), which no tokenizer or
+    PNG text chunk takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"the lone surrogate U+{code:04X}"
+        raise InvalidRequest(f"`{name}` is not valid UTF-8 text ({what} at character {exc.start + 1}): set the "
+                             "terminal to UTF-8, or type the text again.") from None
+
+
 SAMPLER_LABELS = {name: label for name, (label, _, _) in SAMPLERS.items()}
 
 
@@ -124,6 +137,8 @@ class GenerationRequest:
         for name in ("prompt", "negative_prompt", "model"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidRequest(f"`{name}` must be text, but is {getattr(self, name)!r}.")
+        for name in ("prompt", "negative_prompt"):
+            check_text(name, getattr(self, name))
 
     def _check_denoising(self) -> None:
         if self.steps * self.strength < 1:

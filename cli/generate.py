@@ -5,8 +5,14 @@ default), plus the run options below. A setting's value is, first to last: the f
 command line, the value recorded in ``--settings-from RESULT``, the model's recommendation (where
 the spec allows one), the spec's default.
 
-Bad input prints one line on stderr and exits 2 with nothing written; a job that fails while
-running exits 1.
+The error contract (:mod:`cli.contract`): what can be checked before the job is, in this order, and
+a failure is one line on stderr, exit 2, nothing written: the arguments as parsed (numbers in their
+spec's range), then without reading any file the output path, the previews folder, the device's
+name and the prompts' encoding, then the input files' declared sizes, the files themselves, the
+request (every field, the mask after grow), the model (its folder, config and weights:
+``engine.check``), and last, when a device is named, that it exists (this imports torch). Notes are
+held back until then, so a refusal is the only line. A job that fails while running exits 1 with
+one line naming the log file that holds the details.
 """
 from __future__ import annotations
 
@@ -20,8 +26,8 @@ from backend.errors import BackendError
 from operations import SPECS
 from operations.spec import CommonSettings, OperationSpec
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
+from .contract import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, USER_ERRORS, check_new_folder, check_out,
+                       check_out_names, fail, print_path)
 
 
 def register(sub, engine_factory=None) -> None:
@@ -85,37 +91,88 @@ def _add_setting(group, f: dataclasses.Field, spec: OperationSpec) -> None:
     else:
         shown = f" (default: {default:g})"
     kwargs = dict(dest=f.name, default=None, help=(help_text + shown).strip(), metavar=flag[2:].upper())
-    if isinstance(default, int):
-        kwargs["type"] = int
-    elif isinstance(default, float):
-        kwargs["type"] = float
+    if isinstance(default, (int, float)):
+        kwargs["type"] = _number(type(default), m.get("minimum"), m.get("maximum"))
     if m.get("choices"):
         kwargs["choices"] = list(m["choices"])
         kwargs["metavar"] = "{" + ",".join(map(str, m["choices"])) + "}"
     group.add_argument(flag, **kwargs)
 
 
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
+def _number(kind: type, low, high):
+    """An argparse type: a number of ``kind`` within the setting's range (NaN is in no range), so a value
+    that cannot work is refused while the arguments are parsed, before anything is read."""
+    noun = "a whole number" if kind is int else "a number"
+
+    def show(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if (low is not None and not value >= low) or (high is not None and not value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {noun} from {show(low)} to {show(high)}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def _note(args, text: str) -> None:
-    if not args.quiet:
+def _fail(message: str, code: int = EXIT_BAD_INPUT, details: str = "") -> int:
+    return fail(message, code, details)
+
+
+def _note(args, text: str, always: bool = False) -> None:
+    """A note for the user (left out with --quiet unless ``always``): held back while the command is
+    still checking its input (see :func:`_command`), so a refusal is the only line on stderr."""
+    if args.quiet and not always:
+        return
+    held = getattr(args, "held_notes", None)
+    if held is not None:
+        held.append(text)
+    else:
         print(f"note: {text}", file=sys.stderr)
 
 
-def _check_out(out: Path) -> None:
-    from .imagefiles import ImageFileError
+def _say_held_notes(args) -> None:
+    held, args.held_notes = getattr(args, "held_notes", None) or [], None
+    for text in dict.fromkeys(held):
+        print(f"note: {text}", file=sys.stderr)
 
-    if out.suffix.lower() not in (".png", ".ora"):
-        raise ImageFileError(f"--out {out.name} must end in .png or .ora.")
-    if not out.parent.is_dir():
-        raise ImageFileError(f"The folder {out.parent} does not exist: create it or choose another --out.")
+
+def check_args(args) -> None:
+    """What the arguments say that can be checked before anything is read or imported: the output path
+    (a writable folder, not a folder itself), the previews folder, the device's name, the prompts'
+    encoding. Raises BackendError with one sentence."""
+    from backend.devices import device_name
+    from backend.requests import check_text
+
+    check_out(args.out)
+    if getattr(args, "save_previews", None):
+        check_new_folder(args.save_previews, "--save-previews")
+    device_name(args.device)
+    check_text("--prompt", args.prompt or "")
+    check_text("--negative", args.negative_prompt or "")
+
+
+def _check_device(args) -> None:
+    """A device that was named (--device or $LATENT_STUDIO_DEVICE) exists: torch is imported for it, as
+    the job would import it next."""
+    from backend.devices import device_name, pick_device
+
+    if device_name(args.device):
+        pick_device(args.device)
 
 
 def _command(spec: OperationSpec, engine_factory):
     def command(args) -> int:
+        args.held_notes = []
+        try:
+            check_args(args)
+        except BackendError as exc:
+            return _fail(str(exc))
         factory = engine_factory
         if factory is None:
             from backend.engine import engine_factory as make_factory
@@ -125,16 +182,26 @@ def _command(spec: OperationSpec, engine_factory):
         engine = factory(events.put)
         try:
             try:
-                _check_out(Path(args.out))
                 request, document = _build(spec, args, engine)
                 engine.check(request)
-            except BackendError as exc:
+                check_out_names(_outputs(Path(args.out), request.count))
+                _check_device(args)
+            except USER_ERRORS as exc:
                 return _fail(str(exc))
+            _say_held_notes(args)
             return _run(args, spec, request, document, engine, events)
         finally:
             engine.shutdown(wait=True)
 
     return command
+
+
+def _outputs(out: Path, count: int) -> list[Path]:
+    from .imagefiles import numbered
+
+    if out.suffix.lower() == ".ora":
+        return [out]
+    return [numbered(out, i, count) for i in range(count)]
 
 
 def settings_for(spec: OperationSpec, args, engine) -> tuple[CommonSettings, object]:
@@ -194,13 +261,15 @@ def _build(spec: OperationSpec, args, engine):
     if request.prompt and spec.uses_model(own):
         info = engine.model_info(request.model)
         if info.ignores_prompt:  # said even with --quiet: the prompt given does nothing
-            print(f"note: {info.name} was trained without captions and ignores the prompt.", file=sys.stderr)
+            _note(args, f"{info.name} was trained without captions and ignores the prompt.", always=True)
     return request, doc
 
 
 def _run(args, spec: OperationSpec, request, doc, engine, events: queue.Queue) -> int:
     """Runs one job to the end, drawing a progress bar; writes the outputs only on success."""
     from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
+
+    from canvas.errors import DocumentError
 
     bar = None
     previews = PreviewWriter(Path(args.save_previews), doc, request) if getattr(args, "save_previews", None) else None
@@ -222,18 +291,25 @@ def _run(args, spec: OperationSpec, request, doc, engine, events: queue.Queue) -
             elif isinstance(event, Result):
                 if bar is not None:
                     bar.close()
-                return _write(args, spec, request, doc, event)
+                try:
+                    return _write(args, spec, request, doc, event)
+                except (DocumentError, OSError, MemoryError) as exc:  # the disk filled up, the folder went away…
+                    import traceback
+
+                    message = str(exc) if isinstance(exc, DocumentError) else (
+                        f"The result could not be written ({type(exc).__name__}: {exc}).")
+                    return _fail(message, EXIT_FAILED, traceback.format_exc())
             elif isinstance(event, Failed):
                 if bar is not None:
                     bar.close()
-                return _fail(event.message, EXIT_FAILED)
+                return _fail(event.message, EXIT_FAILED, event.details or event.message)
             elif isinstance(event, Cancelled):
                 if bar is not None:
                     bar.close()
-                return _fail("the job was cancelled.", EXIT_FAILED)
+                return _fail("The job was cancelled; nothing was written.", EXIT_FAILED)
     except KeyboardInterrupt:
         engine.cancel_all()
-        return _fail("interrupted; nothing was written.", 130)
+        return _fail("interrupted; nothing was written.", EXIT_INTERRUPTED)
 
 
 class PreviewWriter:
@@ -292,7 +368,7 @@ def _write(args, spec: OperationSpec, request, doc, result) -> int:
         path = numbered(out, i, len(result.images))
         if spec.scales_document:  # the result is the whole image, scaled
             write_png(item.image, path, format_parameters(item.parameters))
-            print(path)
+            print_path(path)
             continue
         # The output covers the union of the document and the result, which may reach past it
         # (outpaint) or be a scaled copy (upscale).
@@ -308,24 +384,20 @@ def _write(args, spec: OperationSpec, request, doc, result) -> int:
             full[-uy: dh - uy, -ux: dw - ux] = document
         full[y - uy: y - uy + h, x - ux: x - ux + w] = item.image
         write_png(full, path, format_parameters(item.parameters))
-        print(path)
+        print_path(path)
     return 0
 
 
 def _write_ora(args, spec: OperationSpec, request, doc, result) -> int:
     """The input document plus one layer per result (an upscale scales the document first)."""
-    from canvas.errors import DocumentError
     from canvas.ora import save_ora
 
     for note in dict.fromkeys(n for item in result.images for n in item.notes):
         _note(args, note)
-    try:
-        for item in result.images:
-            spec.apply_result(doc, request, item, request.prompt)
-        save_ora(doc, args.out)
-    except DocumentError as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    print(args.out)
+    for item in result.images:
+        spec.apply_result(doc, request, item, request.prompt)
+    save_ora(doc, args.out)
+    print_path(args.out)
     return 0
 
 

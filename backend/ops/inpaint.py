@@ -8,13 +8,14 @@ import numpy as np
 
 from ..errors import InvalidRequest
 from ..exemplar import NoExemplarSource, exemplar_fill
-from ..region import FILL_MODES, blend_mask
+from ..region import FILL_MODES, blend_mask, grow_mask
 from ..requests import GenerationRequest, _check_bool, _check_range, _check_whole, _frozen_pixels, mask_bbox, recorded
 from .base import Operation, check_model, diffusion_total, load_model, run_variations
 
 # Prefills made from the surroundings, which colour guidance follows: "original" is the hole's own
 # content (repainted freely at strength 1), "noise" has no colour to follow.
 GUIDED_FILLS = ("blur", "flat", "exemplar")
+SHRUNK_TO_NOTHING = "`grow` shrinks the mask to nothing: use a smaller shrink or a larger mask."
 EXEMPLAR_CONTEXT = 96  # px: at least this much of the image around the hole (and as much as the hole is wide)
 
 
@@ -53,6 +54,8 @@ class InpaintRequest(GenerationRequest):
         if self.fill not in FILL_MODES:
             raise InvalidRequest(f"`fill` {self.fill!r} is unknown: choose one of {', '.join(FILL_MODES)}.")
         _check_bool(self, "restore_detail")
+        if self.grow < 0 and not grow_mask(self.mask, self.grow).any():
+            raise InvalidRequest(SHRUNK_TO_NOTHING)
 
     @classmethod
     def from_document(cls, image: np.ndarray, mask: np.ndarray, *, origin=(0, 0), **kwargs) -> "InpaintRequest":
@@ -102,7 +105,7 @@ def run(ctx, request: InpaintRequest):
     soft = blend_mask(request.mask, request.grow, request.feather)
     box = mask_bbox(soft > 0)
     if box is None:
-        raise InvalidRequest("`grow` shrinks the mask to nothing: use a smaller shrink or a larger mask.")
+        raise InvalidRequest(SHRUNK_TO_NOTHING)
     h, w = soft.shape
     pad = request.padding
     x0, y0 = max(0, box[0] - pad), max(0, box[1] - pad)

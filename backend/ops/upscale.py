@@ -22,7 +22,7 @@ from ..errors import InvalidRequest
 from ..events import Preview, ResultImage
 from ..requests import MAX_SIDE, GenerationRequest, _check_bool, _check_range, _check_whole, recorded, request_parameters
 from ..upscale import memory
-from ..upscale.esrgan import UpscalerSource, check_scale, load_upscaler, resolve_upscaler
+from ..upscale.esrgan import UpscalerSource, check_scale, check_upscaler_folder, load_upscaler, resolve_upscaler
 from ..upscale.tiling import BandWriter, TilePlan, make_plan
 from .base import Operation, check_model, diffusion_settings, load_model, native_size_guess
 
@@ -173,6 +173,8 @@ def check(request: UpscaleRequest) -> None:
     source = resolve_upscaler(request.upscaler)
     if source.kind == "file":
         load_upscaler(source)  # reads the file: refuses pickles with code and files of another kind
+    elif source.is_diffusion:
+        check_upscaler_folder(source, allow_pickle=request.allow_pickle)
     check_scale(source, request.scale)
     memory.check_output_fits(w, h, request.scale)
     if request.refine:
@@ -270,7 +272,8 @@ def _base_upscale(ctx, request, plan: Plan, out: np.ndarray, seed: int, origin, 
 
         mem = plan.base_memory
         run_device = device if mem.device != "cpu" else _cpu()
-        pipe = load_pipeline(plan.source, run_device, dtype if mem.device != "cpu" else _float32())
+        pipe = load_pipeline(plan.source, run_device, dtype if mem.device != "cpu" else _float32(),
+                             allow_pickle=request.allow_pickle)
         vae = getattr(pipe, "vae", None)
         if vae is not None and hasattr(vae, "enable_tiling"):
             vae.enable_tiling() if mem.vae_tiling else vae.disable_tiling()

@@ -9,7 +9,8 @@ An upscaler reference (``UpscaleRequest.upscaler``, the CLI's ``upscale --model`
 * a ``.safetensors`` or ``.pth`` file of any architecture spandrel knows (ESRGAN, Real-ESRGAN,
   SwinIR, HAT, DAT, …). A ``.pth`` is read with ``torch.load(weights_only=True)``: tensors only,
   so code in a malicious pickle never runs; a file that needs more is refused;
-* a diffusers folder of the Stable Diffusion x4 upscaler or of CompVis LDM super-resolution;
+* a diffusers folder of the Stable Diffusion x4 upscaler or of CompVis LDM super-resolution (its
+  ``model_index.json`` and weights checked by :mod:`backend.modelconfig` before diffusers reads it);
 * the name of any of these in the model folder or its ``upscalers/`` subfolder.
 
 A file of another kind (a Stable Diffusion checkpoint, a VAE, a LoRA…) is refused with one sentence.
@@ -17,7 +18,6 @@ A file of another kind (a Stable Diffusion checkpoint, a VAE, a LoRA…) is refu
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import zipfile
@@ -55,14 +55,12 @@ def resolve_upscaler(ref: str) -> UpscalerSource:
     base = paths.models_dir()
     path = paths.find_model_file(ref, (base / "upscalers", base), FILE_SUFFIXES)
     if path.is_dir():
-        index = path / "model_index.json"
-        if not index.is_file():
+        if not (path / "model_index.json").is_file():
             raise ModelError(f"The folder {path.name} is not a diffusers model (no model_index.json): choose an "
                              "upscaler file or an SD x4 upscaler / LDM super-resolution folder.")
-        cls = str(json.loads(index.read_text()).get("_class_name", ""))
-        if cls not in DIFFUSION_CLASSES:
-            raise ModelError(f"{path.name} is a {cls or 'diffusers'} model, not an upscaler: use it for the refine "
-                             "pass (--refine-model), and choose an upscaler file or nothing as --model.")
+        from ..modelconfig import UPSCALE_PIPELINES, read_index
+
+        cls = read_index(path, UPSCALE_PIPELINES)["_class_name"]  # its classes checked, nothing imported
         return UpscalerSource(DIFFUSION_CLASSES[cls], str(path), path.name)
     if path.is_file():
         if path.suffix.lower() not in FILE_SUFFIXES:
@@ -70,6 +68,14 @@ def resolve_upscaler(ref: str) -> UpscalerSource:
         return UpscalerSource("file", str(path), path.stem)
     raise ModelError(f"Upscaler {ref!r} was not found: give an upscaler file (.safetensors or .pth), an SD x4 "
                      f"upscaler folder, `lanczos`, or nothing for the bundled {BUNDLED}.")
+
+
+def check_upscaler_folder(source, *, allow_pickle: bool = False) -> None:
+    """The folder's classes, configs and weights, by the rules of :mod:`backend.modelconfig` (no
+    diffusers, nothing imported); raises ModelError."""
+    from ..modelconfig import UPSCALE_PIPELINES, check_folder
+
+    check_folder(Path(source.location), allow_pickle=allow_pickle, pipelines=UPSCALE_PIPELINES)
 
 
 # --- reading state dicts ---------------------------------------------------------------------

@@ -15,23 +15,28 @@ from ..core import _install_cancel_hooks
 from ..errors import ModelError
 from ..events import Preview
 from .colour import colour_fix
+from .esrgan import check_upscaler_folder
 from .tiling import BandWriter, TilePlan
 
 _cache: dict = {}
 
 
-def load_pipeline(source, device, dtype):
+def load_pipeline(source, device, dtype, *, allow_pickle: bool = False):
     key = (source.location, str(device), str(dtype))
     if _cache.get("key") != key:
         _cache.clear()
+        check_upscaler_folder(source, allow_pickle=allow_pickle)
         import diffusers
 
         cls = diffusers.StableDiffusionUpscalePipeline if source.kind == "sd_x4" else diffusers.LDMSuperResolutionPipeline
         try:
-            pipe = cls.from_pretrained(source.location, dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"The upscaler folder {source.name} could not be loaded ({str(exc)[:120]}): it may be "
-                             "incomplete; download it again.") from exc
+            pipe = cls.from_pretrained(source.location, dtype=dtype, local_files_only=True,
+                                       use_safetensors=None if allow_pickle else True)
+        except MemoryError:
+            raise
+        except Exception as exc:  # diffusers raises many types for a folder it cannot use
+            raise ModelError(f"The upscaler folder {source.name} could not be loaded ({' '.join(str(exc).split())[:120]}): "
+                             "it may be incomplete; download it again.") from exc
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
         _cache.update(key=key, pipe=pipe)
