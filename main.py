@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     from cli.contract import fail, run
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         return fail(f"no command was given: choose one of {', '.join(parser._subparsers._group_actions[0].choices)} "
                     f"(see `{parser.prog} --help`).")

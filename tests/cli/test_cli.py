@@ -80,7 +80,7 @@ def test_bad_inputs_give_one_line_and_write_nothing(files, capsys, tmp_path, tin
         (["--image", files / "broken.png", "--mask", files / "mask.png"], "it is damaged"),
         (["--image", files / "in.png", "--mask", files / "small.png"], "must be the size of the image"),
         (["--image", files / "in.png", "--mask", files / "empty.png"], "`mask` is empty"),
-        (["--image", files / "in.png", "--mask", files / "mask.png", "--steps", 0], "`steps` must be between"),
+        (["--image", files / "in.png", "--mask", files / "mask.png", "--steps", 0], "--steps: 0 is out of range"),
     ]
     (files / "in.gif").write_bytes(b"GIF89a")
     (files / "broken.png").write_bytes((files / "in.png").read_bytes()[:300])  # a truncated PNG
