@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or a usage error already said in one line (2)
         return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
-        return fail(f"no command was given: choose one of {', '.join(parser._subparsers._group_actions[0].choices)} "
-                    f"(see `{parser.prog} --help`).")
+        return fail(f"No command was given: name one, such as inpaint (see `{parser.prog} --help`).")
     return run(args.func, args)
 
 

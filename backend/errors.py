@@ -24,3 +24,9 @@ class JobCancelled(BackendError):
 
     def __init__(self) -> None:
         super().__init__("The job was cancelled.")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is running out of memory (Python's MemoryError, or torch's on a GPU), which the
+    engine reports in its own words rather than as a file that could not be loaded."""
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()

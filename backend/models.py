@@ -30,7 +30,7 @@ from typing import Callable
 
 from . import paths
 from .checkpoints import PICKLE_SUFFIXES, CheckpointInfo, inspect_checkpoint, load_pickle_weights
-from .errors import ModelError
+from .errors import ModelError, out_of_memory
 from .modelconfig import check_folder, read_config
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -323,9 +323,9 @@ def _load_folder(folder: Path, dtype, *, allow_pickle: bool = False):
         kwargs["use_safetensors"] = True
     try:
         pipe = AutoPipelineForInpainting.from_pretrained(str(folder), local_files_only=True, **kwargs)
-    except MemoryError:
-        raise
     except Exception as exc:  # diffusers and transformers raise many types for a folder they cannot use
+        if out_of_memory(exc):
+            raise  # the engine says so in its own words
         raise ModelError(
             f"The model folder {folder.name} could not be loaded ({_first_line(exc)}): it may be incomplete; "
             "download it again."
@@ -367,9 +367,9 @@ def _load_single_file(path: Path, dtype, config_hint: Path | None = None):
                 dtype=dtype, local_files_only=True,
             )
         pipe = cls.from_single_file(str(path), config=str(config), local_files_only=True, **kwargs)
-    except MemoryError:
-        raise
     except Exception as exc:  # diffusers raises many types for a file that does not fit its config
+        if out_of_memory(exc):
+            raise
         raise ModelError(
             f"{path.name} could not be loaded as a {info.family.upper()} checkpoint ({_first_line(exc)}): "
             f"if it has an unusual architecture, put its diffusers config folder beside it as {path.stem}.config/."

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..core import _install_cancel_hooks
-from ..errors import ModelError
+from ..errors import ModelError, out_of_memory
 from ..events import Preview
 from .colour import colour_fix
 from .esrgan import check_upscaler_folder
@@ -32,11 +32,11 @@ def load_pipeline(source, device, dtype, *, allow_pickle: bool = False):
         try:
             pipe = cls.from_pretrained(source.location, dtype=dtype, local_files_only=True,
                                        use_safetensors=None if allow_pickle else True)
-        except MemoryError:
-            raise
         except Exception as exc:  # diffusers raises many types for a folder it cannot use
-            raise ModelError(f"The upscaler folder {source.name} could not be loaded ({' '.join(str(exc).split())[:120]}): "
-                             "it may be incomplete; download it again.") from exc
+            if out_of_memory(exc):
+                raise
+            raise ModelError(f"The upscaler folder {source.name} could not be loaded "
+                             f"({' '.join(str(exc).split())[:120]}): it may be incomplete; download it again.") from exc
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
         _cache.update(key=key, pipe=pipe)

@@ -182,8 +182,8 @@ def _rows(d: Path):
          "broken.png", False),
         ("mask shrunk to nothing", [*inpaint, "--grow", "-200"], 2, "`grow` shrinks the mask to nothing", False),
         # models: configs, classes, pickles, partial checkpoints
-        ("model_index not JSON", [*inpaint, "--model", d / "bad-json"], 2, "bad-json/model_index.json is not valid JSON",
-         False),
+        ("model_index not JSON", [*inpaint, "--model", d / "bad-json"], 2,
+         "bad-json/model_index.json is not valid JSON", False),
         ("model_index a list", [*inpaint, "--model", d / "json-list"], 2, "holds a JSON list, not an object", False),
         ("hostile class", [*inpaint, "--model", d / "hostile"], 2,
          "asks for the component `unet` to be loaded by this.X", False),
