@@ -256,6 +256,11 @@ class ModelManager:
         self._dtype_override = dtype
         self._loaded: LoadedModel | None = None
 
+    @property
+    def device_override(self):
+        """The device asked for (``--device``), or None to pick the best one."""
+        return self._device_override
+
     def get(self, ref: str, *, allow_pickle: bool = False, progress: Progress | None = None) -> LoadedModel:
         source = resolve(ref)
         if self._loaded is not None and self._loaded.source == source:

@@ -111,10 +111,11 @@ class Plan:
         return n
 
 
-def _device():
+def _device(ctx=None):
+    """The engine's device (its ``--device`` or $LATENT_STUDIO_DEVICE), as the diffusion models use."""
     from ..devices import pick_device
 
-    return pick_device(None)
+    return pick_device(getattr(getattr(ctx, "models", None), "device_override", None))
 
 
 def make_plan_for(request: UpscaleRequest, *, device=None, dtype=None, refine_native: int | None = None) -> Plan:
@@ -182,7 +183,7 @@ def check(request: UpscaleRequest) -> None:
 
 
 def run(ctx, request: UpscaleRequest) -> tuple[ResultImage, ...]:
-    device, dtype = _device()
+    device, dtype = _device(ctx)
     plan = make_plan_for(request, device=device, dtype=dtype)
     h, w = request.image.shape[:2]
     s = request.scale

@@ -1,5 +1,6 @@
 """Upscale: tiling and blending, the bundled Real-ESRGAN against ncnn, every SR path on tiny models,
 tiled = untiled, no seams, memory plans, and one clear message for each bad input."""
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,19 @@ def test_upscale_into_an_ora_scales_the_document(tmp_path, capsys):
     assert (out.bounds.x, out.bounds.y, out.bounds.w, out.bounds.h) == (-8, 4, 48, 32)
     assert [l.name for l in out.layers] == ["art", "Upscale"]
     assert out.layers[1].pixels.content_bbox() == out.bounds
+
+
+def test_the_upscale_runs_on_the_engines_device_not_its_own_pick():
+    """`--device` reaches the upscaler too: a device the engine was told to use is the one it asks for."""
+    import torch
+
+    from backend.core import JobContext
+    from backend.errors import BackendError
+    from backend.models import ModelManager
+    from backend.ops.upscale import _device
+
+    ctx = JobContext(1, lambda e: None, threading.Event(), ModelManager("cpu"))
+    assert _device(ctx)[0].type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="CUDA"):
+            _device(JobContext(1, lambda e: None, threading.Event(), ModelManager("cuda")))
