@@ -106,12 +106,13 @@ def decode_image(data: dict, limits: ImageLimits = ImageLimits()) -> np.ndarray:
         image = Image.open(io.BytesIO(raw))
         w, h = image.size  # the header only: nothing is decoded yet
         if max(w, h) > limits.max_side or w * h > limits.max_pixels:
-            raise InvalidRequest(f"An image of {w}×{h} pixels is larger than this server accepts (at most "
-                                 f"{limits.max_side} px a side and {limits.max_pixels} pixels): send a smaller one.")
+            raise RemoteRefused(f"An image of {w}×{h} pixels is larger than this server takes (at most "
+                                f"{limits.max_side} px a side and {limits.max_pixels} pixels): send a smaller region "
+                                "or scale.", "limit", 413)
         if image.format != ("PNG" if key == "$png" else "WEBP"):
             raise ValueError(f"{image.format} data sent as {key[1:]}")
         image.load()
-    except InvalidRequest:
+    except (InvalidRequest, RemoteError):
         raise
     except Exception as exc:
         raise InvalidRequest(f"An image in the request could not be read ({type(exc).__name__}): send "

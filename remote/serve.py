@@ -141,6 +141,23 @@ def _pythonpath() -> str:
     return os.pathsep.join(dict.fromkeys(parts))
 
 
+def _signal_handlers() -> dict:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict) -> None:
+    import signal
+
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
 class Server:
     def __init__(self, options: ServeOptions, started_cluster: bool):
         self.options = options
@@ -173,12 +190,14 @@ def start(options: ServeOptions) -> Server:
     ray, serve = _ray()
     os.environ["PYTHONPATH"] = _pythonpath()  # the local cluster's processes import this checkout
     started = False
+    handlers = _signal_handlers()
     if options.address:
         ray.init(address=options.address, log_to_driver=False)
     else:
         cpus = max(os.cpu_count() or 1, options.replicas * (options.threads or 1))
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         started = True
+    _restore(handlers)  # Ray's own SIGTERM handler would end the process without stopping anything
     server = Server(options, started)
     try:
         http = {"host": options.host, "port": options.port}

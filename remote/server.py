@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from backend.errors import BackendError, InvalidRequest, ModelError
 
 from . import protocol
-from .protocol import PROTOCOL, PROTOCOL_HEADER, SESSION_HEADER, Limits, RemoteError, RemoteRefused
+from .protocol import PROTOCOL, PROTOCOL_HEADER, SESSION_HEADER, Limits, RemoteError
 
 log = logging.getLogger(__name__)
 
@@ -330,8 +330,8 @@ class Gateway:
                                  "or upscale request.")
         self._limits.check(request)
         if request.allow_pickle:
-            raise RemoteRefused("This server does not load pickle model files: ask its administrator for a "
-                                ".safetensors version of the model.", "request", 400)
+            raise InvalidRequest("This server does not load pickle model files: ask its administrator for a "
+                                 ".safetensors version of the model.")
         self._check_model_name(request.model, "model")
         if hasattr(request, "upscaler"):
             self._check_model_name(request.upscaler, "upscaler", also=("lanczos", "realesrgan_x4plus"))
@@ -341,6 +341,11 @@ class Gateway:
         """Models by name only, from the server's model folders (no paths, no hub downloads)."""
         if not name or name.lower() in also:
             return
+        from backend.models import HUB_ID
+
+        if HUB_ID.match(name) and not name.startswith((".", "/")) and ".." not in name:
+            raise ModelError(f"`{what}` {name[:80]!r} is a hub id, but this server does not download models: choose "
+                             "one from its list of models, or ask its administrator to add this one.")
         if any(c in name for c in "/\\:") or name.startswith((".", "~")) or "\x00" in name:
             raise InvalidRequest(f"`{what}` {name[:80]!r} is a path, but this server serves models by name only: "
                                  "choose one from its list of models.")
