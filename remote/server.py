@@ -493,10 +493,11 @@ class Gateway:
 
 def _served_models() -> list[tuple[str, str, str]]:
     """The models of the server's folders (embedded and $LATENT_STUDIO_MODELS), without the hub cache
-    and without pickles; ``where`` is left out (the server's paths are its own business)."""
+    and without pickles; ``where`` is the name, which is how a client asks for it (the server's paths
+    are its own business)."""
     from backend.models import list_models
 
-    return [(name, kind, "server") for name, kind, _ in list_models() if kind in ("embedded", "folder", "checkpoint")]
+    return [(name, kind, name) for name, kind, _ in list_models() if kind in ("embedded", "folder", "checkpoint")]
 
 
 def _default_id() -> str:
