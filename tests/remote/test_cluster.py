@@ -37,13 +37,19 @@ class Events:
     """A client's events, waited on by job."""
 
     def __init__(self):
+        self.times = []
         self.items = []
         self.cond = threading.Condition()
 
     def __call__(self, event):
         with self.cond:
+            self.times.append(time.monotonic())
             self.items.append(event)
             self.cond.notify_all()
+
+    def when(self, job, kind):
+        with self.cond:
+            return next(t for t, e in zip(self.times, self.items) if e.job_id == job and isinstance(e, kind))
 
     def of(self, job):
         with self.cond:
@@ -181,7 +187,7 @@ def test_a_wrong_or_missing_token_is_refused_in_one_sentence(server):
         RemoteEngine(lambda e: None, server.url, "guess")
 
 
-def test_the_cli_exits_2_on_a_refused_token_and_matches_in_process_otherwise(server, tmp_path, clients):
+def test_the_cli_exits_2_on_a_refused_token_1_on_a_failed_job_and_writes_a_result_otherwise(server, tmp_path, clients):
     from PIL import Image
 
     img, mask = make_scene()
@@ -199,6 +205,7 @@ def test_the_cli_exits_2_on_a_refused_token_and_matches_in_process_otherwise(ser
     done = subprocess.run(base + ["--out", str(tmp_path / "out.png"), "--token-file", str(tmp_path / "token")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "out.png") and (tmp_path / "out.png").is_file()
     done = subprocess.run(base + ["--out", str(tmp_path / "fail.png"), "--token-file", str(tmp_path / "token"),
                                   "--model", "broken"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -267,3 +274,40 @@ def test_a_server_that_forgot_the_client_fails_its_open_jobs_once(clients, serve
     assert isinstance(got[-1], Failed) and got[-1].message == "The server restarted and lost this job: submit it again."
     again = engine.submit(inpaint(seed=9))  # the client carries on with a new session
     assert isinstance(events.wait(again)[-1], Result)
+
+
+def test_one_clients_batch_does_not_hold_up_anothers_job(clients):
+    (a, a_events), (b, b_events) = clients
+    batch = [a.submit(inpaint(seed=30 + i)) for i in range(4)]
+    single = b.submit(inpaint(seed=40))
+    for job in batch:
+        a_events.wait(job)
+    assert isinstance(b_events.wait(single)[-1], Result)
+    # Two replicas take a's first two jobs; then the clients take turns: b's job before a's last.
+    assert b_events.when(single, Started) < a_events.when(batch[3], Started)
+
+
+def test_a_replica_killed_mid_job_fails_that_job_once_and_the_next_job_runs(clients):
+    import ray
+
+    (a, a_events), (b, b_events) = clients
+    ja, jb = a.submit(inpaint(steps=30, count=4, seed=50)), b.submit(inpaint(steps=30, count=4, seed=51))
+    a_events.wait(ja, (Preview,))
+    b_events.wait(jb, (Preview,))
+    replicas = [x for x in ray.util.list_named_actors(all_namespaces=True) if "EngineWorker" in x["name"]]
+    assert len(replicas) == 2, replicas
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(isinstance(e, Failed) for e in a_events.of(ja) + b_events.of(jb)):
+        time.sleep(0.05)
+    (lost, events), (other, other_events) = ((ja, a_events), (jb, b_events)) if any(
+        isinstance(e, Failed) for e in a_events.of(ja)) else ((jb, b_events), (ja, a_events))
+    failed = events.wait(lost)[-1]
+    assert isinstance(failed, Failed) and failed.message.startswith("The server lost the engine running this job (")
+    assert failed.message.endswith("): submit it again.")
+    (a if other == ja else b).cancel(other)  # the other replica's job was untouched; no need to wait for it
+    assert not isinstance(other_events.wait(other)[-1], Failed)
+    for job, evs in ((ja, a_events), (jb, b_events)):
+        assert sum(isinstance(e, TERMINAL) for e in evs.of(job)) == 1
+    after = a.submit(inpaint(seed=52))
+    assert isinstance(a_events.wait(after, timeout=90)[-1], Result)
