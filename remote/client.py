@@ -10,6 +10,7 @@ the server restarted and lost this client, every job still open ends with one ``
 """
 from __future__ import annotations
 
+import collections
 import http.client
 import itertools
 import json
@@ -56,6 +57,9 @@ class RemoteEngine:
         self._early: dict[int, list] = {}  # events of a server job whose submit has not returned yet
         self._closed = False
         self._stream_conn = None
+        # (event type, seconds from the server's engine emitting it to this client reading it): the same
+        # machine's clock only, for bench/bench_remote.py
+        self.latencies: collections.deque = collections.deque(maxlen=10_000)
         self.limits: dict = {}
         self._session = ""
         self._open_session()
@@ -221,6 +225,9 @@ class RemoteEngine:
             log.exception("event handler failed for %r", event)
 
     def _deliver(self, data: dict) -> None:
+        sent = data.get("$sent")
+        if isinstance(sent, float):
+            self.latencies.append((data.get("$type"), time.time() - sent))
         fields = data.get("$fields", {})
         server_job = fields.get("job_id", 0)
         with self._lock:

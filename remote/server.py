@@ -56,6 +56,7 @@ class Worker:
         if not targets:
             return
         encoded = protocol.encode(event)  # images are encoded here, off the event loop
+        encoded["$sent"] = time.time()  # when the engine emitted it (bench/bench_remote.py: stream latency)
         for loop, queue in targets:
             loop.call_soon_threadsafe(queue.put_nowait, encoded)
 
@@ -335,6 +336,9 @@ class Gateway:
         self._check_model_name(request.model, "model")
         if hasattr(request, "upscaler"):
             self._check_model_name(request.upscaler, "upscaler", also=("lanczos", "realesrgan_x4plus"))
+        if request.model:  # the model folder's own file, whatever the replica's working folder holds
+            where = {name: where for name, _, where in _list_models() if where}
+            request = request.replace(model=where.get(request.model, request.model))
         return request
 
     def _check_model_name(self, name: str, what: str, also: tuple[str, ...] = ()) -> None:
@@ -495,9 +499,13 @@ def _served_models() -> list[tuple[str, str, str]]:
     """The models of the server's folders (embedded and $LATENT_STUDIO_MODELS), without the hub cache
     and without pickles; ``where`` is the name, which is how a client asks for it (the server's paths
     are its own business)."""
+    return [(name, kind, name) for name, kind, _ in _list_models()]
+
+
+def _list_models() -> list[tuple[str, str, str]]:
     from backend.models import list_models
 
-    return [(name, kind, name) for name, kind, _ in list_models() if kind in ("embedded", "folder", "checkpoint")]
+    return [(name, kind, where) for name, kind, where in list_models() if kind in ("embedded", "folder", "checkpoint")]
 
 
 def _default_id() -> str:
