@@ -48,6 +48,9 @@ class Worker:
         self._jobs: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = {}
         self._preloads: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
         self._engine = Engine(self._on_event, **(options or {}))
+        # torch and diffusers load while the replica waits for its first job (the engine's thread would
+        # otherwise import them then); the import lock makes the engine wait for this rather than repeat it
+        threading.Thread(target=_warm_up, name="latent-studio-warm-up", daemon=True).start()
 
     def _on_event(self, event) -> None:  # the engine's thread
         with self._lock:
@@ -113,6 +116,14 @@ class Worker:
         engine = getattr(self, "_engine", None)
         if engine is not None:
             engine.shutdown(wait=False)
+
+
+def _warm_up() -> None:
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+    except Exception:  # the first job reports any real problem
+        log.exception("warming up the replica failed")
 
 
 # --- the ingress --------------------------------------------------------------------------------
