@@ -311,3 +311,36 @@ def test_a_replica_killed_mid_job_fails_that_job_once_and_the_next_job_runs(clie
         assert sum(isinstance(e, TERMINAL) for e in evs.of(job)) == 1
     after = a.submit(inpaint(seed=52))
     assert isinstance(a_events.wait(after, timeout=90)[-1], Result)
+
+
+def test_the_studio_switches_to_the_server_and_applies_its_result(server, qtbot, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from backend.fake import FakeEngine
+    from canvas.geometry import Rect
+    from canvas.selection import Selection
+    from studio.settings import EngineSettings, Settings
+    from studio.window import MainWindow
+
+    monkeypatch.setenv("LATENT_STUDIO_CONFIG", str(tmp_path / "settings.json"))
+    settings = Settings()
+    settings.generation.common = replace(settings.generation.common, count=1, steps=3)
+    settings.generation.random_seed = False
+    window = MainWindow(settings, engine_factory=FakeEngine, autosave_dir=tmp_path / "autosave")
+    try:
+        window.show()
+        qtbot.waitExposed(window)
+        assert window.use_engine(EngineSettings("server", server.url, TOKEN))
+        assert window.status_engine.text() == f"Engine: {server.url}"
+        assert isinstance(window.bridge.engine, RemoteEngine)
+        window.generation.editor("model").set_value("tiny")
+        window.doc.select(Selection.rectangle(Rect(100, 100, 120, 100)))
+        layers = len(window.doc.layers)
+        window.generate()
+        qtbot.waitUntil(lambda: len(window.variations.results) == 1, timeout=60_000)
+        window.variations.apply.click()
+        assert len(window.doc.layers) == layers + 1 and "Model: tiny" in window.doc.layers[-1].parameters
+    finally:
+        window.session.forget_changes()
+        window.close()
+        window.bridge.engine.shutdown(wait=True)
