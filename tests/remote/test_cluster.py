@@ -1,9 +1,12 @@
 """The engine served by Ray Serve on a local cluster (loopback only), used by two clients at once.
 
-One cluster for the whole module: two CPU replicas with one torch thread each, serving the tiny SD 1.5
-model by name. Skipped, with the reason, where the `cluster` extra (Ray Serve) is not installed.
+One local Ray cluster for the test run (only this module uses it; module-scoped, so that it stops and
+$LATENT_STUDIO_MODELS is restored before other modules run): two CPU replicas with one torch thread
+each, serving the tiny SD 1.5 model by name. Skipped, with the reason, where the `cluster` extra (Ray
+Serve) is not installed.
 """
 import http.client
+import importlib.util
 import json
 import os
 import socket
@@ -16,8 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("ray.serve", reason="the cluster extra is not installed: run `make setup-cluster` "
-                                        "(pip install -e '.[cluster]') to test serving")
+# Looked up, not imported: collecting the suite does not import Ray.
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+if not (_installed("ray") and _installed("ray.serve")):
+    pytest.skip("the cluster extra (Ray Serve) is not installed: run `make setup-cluster` (pip install -e "
+                "'.[cluster]') to test serving", allow_module_level=True)
 
 from backend import Img2ImgRequest, InpaintRequest  # noqa: E402
 from backend.errors import InvalidRequest, ModelError  # noqa: E402
