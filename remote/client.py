@@ -91,6 +91,9 @@ class RemoteEngine:
             response = conn.getresponse()
             raw = response.read()
             status = response.status
+        except ssl.SSLCertVerificationError as exc:
+            raise RemoteError(f"The certificate of {self.url} is not trusted ({exc.verify_message}): use one the "
+                              "system trusts, or name its CA file in SSL_CERT_FILE.", "network") from None
         except (OSError, http.client.HTTPException) as exc:
             raise RemoteError(f"Cannot reach the server at {self.url} ({_reason(exc)}): check the address and that "
                               "`main.py serve` runs there.", "network") from None
