@@ -248,14 +248,14 @@ class Gateway:
             if parts[2:] == ["cancel"] and method == "POST":
                 return JSONResponse({"cancelled": self._cancel(job)})
         if parts == ["check"] and method == "POST":
-            request_ = self._decode_request(await self._body(request))
+            request_, _ = self._decode_request(await self._body(request))
             await asyncio.to_thread(self._check, request_)
             return JSONResponse({})
         if parts == ["preload"] and method == "POST":
             body = await self._body(request)
             model = str(body.get("model", ""))
             self._check_model_name(model, "model")
-            self._spawn(self._preload(session, model))
+            self._spawn(self._preload(session, model, _where(model)))
             return JSONResponse({})
         if parts == ["models"] and method == "GET":
             return JSONResponse({"models": [list(m) for m in await asyncio.to_thread(_served_models)]})
@@ -347,10 +347,10 @@ class Gateway:
         self._check_model_name(request.model, "model")
         if hasattr(request, "upscaler"):
             self._check_model_name(request.upscaler, "upscaler", also=("lanczos", "realesrgan_x4plus"))
-        if request.model:  # the model folder's own file, whatever the replica's working folder holds
-            where = {name: where for name, _, where in _list_models() if where}
-            request = request.replace(model=where.get(request.model, request.model))
-        return request
+        model_id = _model_id(request)  # by name, as preload routes it
+        if request.model:
+            request = request.replace(model=_where(request.model))
+        return request, model_id
 
     def _check_model_name(self, name: str, what: str, also: tuple[str, ...] = ()) -> None:
         """Models by name only, from the server's model folders (no paths, no hub downloads)."""
@@ -376,8 +376,8 @@ class Gateway:
             check(request)
 
     async def _submit(self, session: Session, body: dict) -> Job:
-        request = self._decode_request(body)
-        job = Job(next(self._ids), session, request, _model_id(request))
+        request, model_id = self._decode_request(body)
+        job = Job(next(self._ids), session, request, model_id)
         session.jobs[job.id] = job
         self._jobs[job.id] = job
         session.queued.append(job)
@@ -464,9 +464,9 @@ class Gateway:
             job.call.cancel()  # the worker's generator stops and cancels the engine's job
         return True
 
-    async def _preload(self, session: Session, model: str) -> None:
+    async def _preload(self, session: Session, model: str, where: str) -> None:
         try:
-            call = self._worker.options(stream=True, multiplexed_model_id=model or _default_id()).preload.remote(model)
+            call = self._worker.options(stream=True, multiplexed_model_id=model or _default_id()).preload.remote(where)
             async for encoded in call:
                 session.push(encoded)
         except Exception as exc:
@@ -517,6 +517,14 @@ def _list_models() -> list[tuple[str, str, str]]:
     from backend.models import list_models
 
     return [(name, kind, where) for name, kind, where in list_models() if kind in ("embedded", "folder", "checkpoint")]
+
+
+def _where(name: str) -> str:
+    """The model folder's own file for a served model's name, whatever the replica's working folder holds
+    (a model reference is tried as a path first)."""
+    if not name:
+        return name
+    return {n: where for n, _, where in _list_models() if where}.get(name, name)
 
 
 def _default_id() -> str:

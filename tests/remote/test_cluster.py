@@ -33,7 +33,7 @@ if not (_installed("ray") and _installed("ray.serve")):
 
 from backend import Img2ImgRequest, InpaintRequest  # noqa: E402
 from backend.errors import InvalidRequest, ModelError  # noqa: E402
-from backend.events import TERMINAL, Cancelled, Failed, Preview, Progress, Result, Started  # noqa: E402
+from backend.events import TERMINAL, Cancelled, Failed, ModelState, Preview, Progress, Result, Started  # noqa: E402
 from remote.client import RemoteEngine  # noqa: E402
 from remote.protocol import PROTOCOL, PROTOCOL_HEADER, Limits, RemoteError, RemoteRefused  # noqa: E402
 from scenes import make_scene  # noqa: E402
@@ -248,6 +248,18 @@ def test_requests_over_the_limits_or_outside_the_model_folders_are_refused(clien
         engine.submit(inpaint(allow_pickle=True))
     assert ("tiny", "folder", "tiny") in engine.list_models()  # the name is how a client asks for it
     assert engine.model_info("tiny").name == "tiny"
+
+
+def test_preload_answers_with_the_models_state_by_name(clients):
+    (engine, events), _ = clients
+    engine.preload("tiny")
+    with events.cond:
+        assert events.cond.wait_for(lambda: any(isinstance(e, ModelState) and e.state == "ready"
+                                                for e in events.items), 60)
+        states = [e for e in events.items if isinstance(e, ModelState)]
+    assert states[-1].name == "tiny" and states[-1].job_id == 0  # the name, never the server's path
+    with pytest.raises(InvalidRequest, match="is a path"):
+        engine.preload("/etc")
 
 
 def test_a_client_of_another_protocol_version_is_told_in_one_sentence(server, monkeypatch):
