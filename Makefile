@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup setup-cluster serve run test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# Serving the engine to other machines (`python main.py serve`): Ray Serve, an optional extra.
+setup-cluster: setup
+	$(PY) -m pip install -q -e '.[dev,cluster]'
+
+serve: setup-cluster
+	$(PY) main.py serve
 
 run: setup
 	$(PY) main.py

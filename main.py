@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 COMMAND_MODULES = (
     "cli.generate",
     "cli.training",
+    "cli.serve",
 )
 
 

@@ -43,7 +43,28 @@ def register(sub, engine_factory=None) -> None:
         p.set_defaults(func=_command(spec, engine_factory))
 
     p = sub.add_parser("models", help="list the models found")
+    _engine_options(p)
     p.set_defaults(func=_models)
+
+
+def _engine_options(group) -> None:
+    group.add_argument("--engine", metavar="URL", default=None,
+                       help="run on a Latent Studio server (`main.py serve`) at URL instead of this computer")
+    group.add_argument("--token-file", default=None,
+                       help="the server's token (default: $LATENT_STUDIO_TOKEN); whitespace is ignored")
+
+
+def _factory(args, engine_factory):
+    """The engine factory of this run: given (tests), a server's (--engine URL), or this computer's."""
+    if engine_factory is not None:
+        return engine_factory
+    if getattr(args, "engine", None):
+        from remote.client import remote_engine_factory, token_from
+
+        return remote_engine_factory(args.engine, token_from(args.token_file))
+    from backend.engine import engine_factory as make_factory
+
+    return make_factory(device=getattr(args, "device", None))
 
 
 def _run_options(p, spec: OperationSpec) -> None:
@@ -56,6 +77,7 @@ def _run_options(p, spec: OperationSpec) -> None:
                    help=f"take every setting recorded in RESULT (a PNG or .ora that `{spec.name}` wrote); "
                         "flags given as well win")
     g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    _engine_options(g)
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .ckpt/.pt/.bin model files (read with weights_only=True)")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no notes")
@@ -173,19 +195,18 @@ def _command(spec: OperationSpec, engine_factory):
             check_args(args)
         except BackendError as exc:
             return _fail(str(exc))
-        factory = engine_factory
-        if factory is None:
-            from backend.engine import engine_factory as make_factory
-
-            factory = make_factory(device=args.device)
         events: queue.Queue = queue.Queue()
-        engine = factory(events.put)
+        try:  # a server that cannot be reached or refuses the token says so here
+            engine = _factory(args, engine_factory)(events.put)
+        except BackendError as exc:
+            return _fail(str(exc))
         try:
             try:
                 request, document = _build(spec, args, engine)
                 engine.check(request)
                 check_out_names(_outputs(Path(args.out), request.count))
-                _check_device(args)
+                if not getattr(args, "engine", None):  # a server's device is the server's business
+                    _check_device(args)
             except USER_ERRORS as exc:
                 return _fail(str(exc))
             _say_held_notes(args)
@@ -274,7 +295,10 @@ def _run(args, spec: OperationSpec, request, doc, engine, events: queue.Queue) -
     bar = None
     previews = PreviewWriter(Path(args.save_previews), doc, request) if getattr(args, "save_previews", None) else None
     try:
-        engine.submit(request)
+        try:
+            engine.submit(request)
+        except BackendError as exc:  # a server refusing the request (its limits, its models)
+            return _fail(str(exc))
         while True:
             event = events.get()
             if isinstance(event, Preview) and previews is not None:
@@ -405,6 +429,20 @@ def _models(args) -> int:
     from backend.models import list_models
     from backend.paths import models_dir
 
+    if args.engine:
+        try:
+            engine = _factory(args, None)(lambda event: None)
+            try:
+                found = engine.list_models()
+            finally:
+                engine.shutdown()
+        except BackendError as exc:
+            return _fail(str(exc))
+        if not found:
+            print(f"The server at {args.engine} has no models.")
+        for name, kind, _ in found:
+            print(f"{name}  {kind}")
+        return 0
     found = list_models()
     if not found:
         print("No models found. Put diffusers folders or .safetensors files in the model folder:")

@@ -26,17 +26,32 @@ class EngineBridge(QObject):
         super().__init__(parent)
         self._arrived.connect(self._dispatch)
         self.last_preview_sent = None  # perf_counter() when the engine emitted the latest preview (benchmarks)
+        self._generation = 0  # events of an engine switched away from are dropped
         if engine_factory is None:
             from backend.engine import engine_factory as make_factory
 
             engine_factory = make_factory()
         self.engine = engine_factory(self._on_engine_event)
 
+    def switch(self, engine_factory) -> None:
+        """Runs later jobs on the engine ``engine_factory`` makes (raises BackendError, keeping the engine
+        in use, when it cannot be made: a server that cannot be reached or refuses the token)."""
+        generation = self._generation + 1
+
+        def on_event(event, generation=generation):
+            self._arrived.emit((time.perf_counter(), event, generation))
+
+        engine = engine_factory(on_event)
+        old, self.engine, self._generation = self.engine, engine, generation
+        old.shutdown(wait=False)
+
     def _on_engine_event(self, event) -> None:  # the worker thread
-        self._arrived.emit((time.perf_counter(), event))
+        self._arrived.emit((time.perf_counter(), event, 0))
 
     def _dispatch(self, packet) -> None:  # the GUI thread
-        sent, event = packet
+        sent, event, generation = packet
+        if generation != self._generation:
+            return
         if isinstance(event, Preview):
             self.last_preview_sent = sent
         if isinstance(event, ModelState):

@@ -47,6 +47,15 @@ class WindowSettings:
 
 
 @dataclass
+class EngineSettings:
+    """Where jobs run (Settings ▸ Engine): ``local`` (this computer) or ``server`` at ``url`` with ``token``."""
+
+    kind: str = "local"
+    url: str = ""
+    token: str = ""
+
+
+@dataclass
 class Settings:
     version: int = VERSION
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -58,6 +67,7 @@ class Settings:
     color: tuple = (20, 20, 20)
     models: list = field(default_factory=list)  # extra local model paths the user added
     window: WindowSettings = field(default_factory=WindowSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
 
 def config_path() -> Path:
@@ -147,6 +157,10 @@ def load(path: Path | None = None) -> Settings:
     settings.generation = _generation(generation if isinstance(generation, dict) else {})
     window = data.get("window")
     settings.window = _plain(WindowSettings, window if isinstance(window, dict) else {})
+    engine = data.get("engine")
+    settings.engine = _plain(EngineSettings, engine if isinstance(engine, dict) else {})
+    if settings.engine.kind not in ("local", "server"):
+        settings.engine.kind = "local"
     if len(settings.window.geometry) != 4 or not all(isinstance(v, int) for v in settings.window.geometry):
         settings.window.geometry = ()
     return settings
@@ -157,4 +171,6 @@ def save(settings: Settings, path: Path | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(settings), indent=1))
+    if settings.engine.token:  # the file holds a server's token: readable by its owner only
+        os.chmod(tmp, 0o600)
     os.replace(tmp, path)

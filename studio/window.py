@@ -70,7 +70,19 @@ class MainWindow(QMainWindow):
                                        tool_options=self.tool_options, history=self.history_panel,
                                        queue=self.queue, variations=self.variations)
 
-        self.bridge = EngineBridge(engine_factory, self)
+        self._engine_error = ""
+        if engine_factory is None and self.settings.engine.kind == "server":
+            from backend.errors import BackendError
+
+            from .engine_settings import engine_factory_for
+
+            try:
+                self.bridge = EngineBridge(engine_factory_for(self.settings.engine), self)
+            except BackendError as exc:  # the server is not there: this computer's engine, and say so
+                self._engine_error = f"{exc} Jobs run on this computer until then (Settings ▸ Engine)."
+                self.bridge = EngineBridge(None, self)
+        else:
+            self.bridge = EngineBridge(engine_factory, self)
         self.bridge.model_state.connect(self._on_model_state)
         self.jobs = JobController(self.session, self.bridge, self.generation, self.view, self.queue, self.variations,
                                   show_message=self.show_message, layer_applied=self._layer_applied, parent=self)
@@ -90,13 +102,18 @@ class MainWindow(QMainWindow):
                                            show_message=self.show_message, status=self._status, parent=self)
         self.status_zoom = QLabel()
         self.status_pos = QLabel()
+        self.status_engine = QLabel()
+        self.statusBar().addPermanentWidget(self.status_engine)
         self.statusBar().addPermanentWidget(self.status_pos)
         self.statusBar().addPermanentWidget(self.status_zoom)
+        self._show_engine()
         self.session.document_changed.connect(self._on_document)
         self.session.changed.connect(self._update_title)
         self.session.set_document(new_document(), None)
         self.select_tool("brush")
         self.panels.place(self.settings.window)
+        if self._engine_error:
+            self.show_message(self._engine_error)
 
     # --- menus -------------------------------------------------------------------
     def _action(self, menu, text, slot, shortcut=None, checkable=False) -> QAction:
@@ -157,6 +174,9 @@ class MainWindow(QMainWindow):
         self._action(g, "&Apply variation", lambda: self.jobs.apply())
         self._action(g, "&Discard variations", lambda: self.jobs.discard())
         self._action(g, "&Use the active layer's settings", lambda: self.use_layer_settings(self.layers.active_layer()))
+
+        st = m.addMenu("&Settings")
+        self._action(st, "&Engine…", self.engine_dialog)
 
         t = m.addMenu("&Tools")
         bar = QToolBar("Tools")
@@ -278,15 +298,56 @@ class MainWindow(QMainWindow):
         self.generation.use_recipe(recipe)
         self._status(f"Settings of “{layer.name}” are in the generation panel", 4000)
 
+    # --- the engine --------------------------------------------------------------------------------
+    def engine_dialog(self) -> None:
+        from .engine_settings import EngineDialog
+
+        dialog = EngineDialog(self.settings.engine, self)
+        if dialog.exec() == QDialog.Accepted:
+            self.use_engine(dialog.chosen())
+
+    def use_engine(self, chosen) -> bool:
+        """Later jobs run on the engine ``chosen`` (EngineSettings) describes; False, with one sentence in
+        the message bar, when it cannot be used now."""
+        from backend.errors import BackendError
+
+        from .engine_settings import engine_factory_for
+
+        current = self.settings.engine
+        if chosen == current and not self._engine_error:
+            return True
+        if self.jobs.jobs:
+            self.show_message("Jobs are running: cancel them or let them finish, then switch the engine.")
+            return False
+        try:
+            self.bridge.switch(engine_factory_for(chosen))
+        except BackendError as exc:
+            self.show_message(str(exc))
+            return False
+        self.settings.engine = chosen
+        self._engine_error = ""
+        self._show_engine()
+        self.list_models()
+        self.bridge.preload(self.generation.model_ref())
+        return True
+
+    def _show_engine(self) -> None:
+        from .engine_settings import describe
+
+        text = describe(self.settings.engine)
+        self.status_engine.setText(text + (" (unreachable: this computer)" if self._engine_error else ""))
+
     def _on_model_state(self, event) -> None:
         self.generation.set_model_state(event.name, event.state, event.message, event.ignores_prompt,
                                         tuple(event.recommended))
 
     def list_models(self) -> None:
         """Fills the model picker with the models the engine finds (after the window shows)."""
+        from backend.errors import BackendError
+
         try:
             self.generation.add_known_models(self.bridge.list_models())
-        except OSError as exc:  # an unreadable model folder must not stop the app
+        except (OSError, BackendError) as exc:  # an unreadable model folder, or a server gone, must not stop the app
             log.warning("listing models failed: %s", exc)
 
     def offer_recovery(self) -> None:

@@ -1,5 +1,6 @@
-"""The house rules: front ends above the operation specs, engine and document below and independent,
-nothing imports in a cycle, only the studio imports Qt, importing the backend does not import torch."""
+"""The house rules: front ends above the operation specs and the remote engine, engine and document below
+and independent, nothing imports in a cycle, only the studio imports Qt, importing the backend does not import
+torch (nor the remote package Ray)."""
 import subprocess
 import sys
 import tomllib
@@ -10,7 +11,7 @@ OURS = {p.parent.name for p in ROOT.glob("*/__init__.py")}
 
 PROBE = r"""
 import importlib, pkgutil, sys
-for package in ("canvas", "backend", "operations", "cli"):
+for package in ("canvas", "backend", "operations", "remote", "cli"):
     pkg = importlib.import_module(package)
     for info in pkgutil.walk_packages(pkg.__path__, package + "."):
         importlib.import_module(info.name)
@@ -33,11 +34,12 @@ def test_import_linter_contracts_hold():
 
 def test_the_contracts_name_every_package_and_the_layers():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    assert OURS == {"backend", "canvas", "operations", "cli", "studio"}, "a new package needs its place in the layers"
+    assert OURS == {"backend", "canvas", "operations", "remote", "cli", "studio"}, \
+        "a new package needs its place in the layers"
     assert set(config["root_packages"]) == OURS
     assert config["exclude_type_checking_imports"] is True
     kinds = {c["type"]: c for c in config["contracts"]}
-    assert kinds["layers"]["layers"] == ["studio | cli", "operations", "backend | canvas"]
+    assert kinds["layers"]["layers"] == ["studio | cli", "operations | remote", "backend | canvas"]
     independent = [set(c["modules"]) for c in config["contracts"] if c["type"] == "independence"]
     assert {"backend", "canvas"} in independent and {"studio", "cli"} in independent
     assert set(kinds["acyclic_siblings"]["ancestors"]) == OURS
@@ -81,9 +83,10 @@ def test_no_module_imports_itself_through_others():
 
 
 def test_importing_the_backend_and_the_specs_is_light():
-    code = "import sys, backend, operations, cli.generate; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    code = ("import sys, backend, operations, remote, remote.server, remote.serve, cli.generate, cli.serve; "
+            "print('torch' in sys.modules, 'diffusers' in sys.modules, 'ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr
+    assert done.stdout.split() == ["False", "False", "False"], done.stdout + done.stderr
 
 
 def test_opening_a_missing_file_says_so():

@@ -1,0 +1,154 @@
+"""Serving benchmarks (issue 17): the engine behind Ray Serve on a local cluster, over loopback.
+
+    python bench/bench_remote.py            # tiny model, CPU, two replicas of one torch thread (a few minutes)
+    python bench/bench_remote.py --full     # SD 1.5-size random weights at 512² (slow on CPU)
+
+Needs the cluster extra (make setup-cluster). Figures, measured side by side in one run:
+  per-job time remote / in-process (same request, one torch thread each)    goal <= 1.10 (SD 1.5 size, 512²)
+  preview latency, engine emits -> client reads (median, ms)                 goal <= 20
+  throughput, 2 replicas / 1 replica, two clients' jobs                      goal >= 1.7 (two devices)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import _common  # noqa: F401  (sets up paths and the environment)
+from _common import full_size_folder, report
+
+
+class Waiter:
+    def __init__(self):
+        self.done = {}
+        self.cond = threading.Condition()
+
+    def __call__(self, event):
+        if type(event).__name__ in ("Result", "Failed", "Cancelled"):
+            with self.cond:
+                self.done[event.job_id] = event
+                self.cond.notify_all()
+
+    def wait(self, job, timeout=1800):
+        with self.cond:
+            assert self.cond.wait_for(lambda: job in self.done, timeout), f"job {job} did not end"
+            event = self.done[job]
+        if type(event).__name__ != "Result":
+            raise RuntimeError(getattr(event, "message", "cancelled"))
+        return event
+
+
+def request(size: int, steps: int, seed: int = 0):
+    import numpy as np
+
+    from backend import InpaintRequest
+    from scenes import make_scene
+
+    img, mask = make_scene(size, size)
+    return InpaintRequest(image=img, mask=mask, model="bench-model", steps=steps, seed=seed, padding=0,
+                          fill="original", strength=1.0) if size else np.zeros(0)
+
+
+def job_time(engine, waiter, req, repeat: int) -> float:
+    waiter.wait(engine.submit(req))  # warm: model loaded
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        waiter.wait(engine.submit(req))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
+    from remote.client import RemoteEngine
+
+    waiters = [Waiter(), Waiter()]
+    clients = [RemoteEngine(w, url, token) for w in waiters]
+    try:
+        for c, w in zip(clients, waiters):  # every replica warm
+            w.wait(c.submit(req))
+        t = time.perf_counter()
+        jobs = [(w, c.submit(req.replace(seed=i))) for i in range(jobs_per_client) for c, w in zip(clients, waiters)]
+        for w, job in jobs:
+            w.wait(job)
+        return len(jobs) / (time.perf_counter() - t)
+    finally:
+        for c in clients:
+            c.shutdown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--full", action="store_true", help="SD 1.5-size random weights at 512²")
+    parser.add_argument("--steps", type=int, default=0)
+    args = parser.parse_args()
+    try:
+        from ray import serve
+    except ModuleNotFoundError:
+        print("bench_remote needs the cluster extra: run `make setup-cluster`.")
+        return 0
+    import torch
+
+    from backend.engine import Engine
+    from remote.client import RemoteEngine
+    from remote.protocol import Limits
+    from remote.serve import APP_NAME, ServeOptions, build_app, start
+
+    size, steps = (512, args.steps or 10) if args.full else (128, args.steps or 10)
+    root = Path(tempfile.mkdtemp(prefix="bench-remote-"))
+    models = root / "models"
+    models.mkdir()
+    if args.full:
+        full_size_folder(models / "bench-model")
+    else:
+        import tiny_models
+
+        tiny_models.save_diffusers_folder(models / "bench-model", "sd15", 9, seed=0)
+    os.environ["LATENT_STUDIO_MODELS"] = str(models)
+    req = request(size, steps)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "bench"
+    options = ServeOptions(port=port, replicas=2, threads=1, token=token, preview_interval=0.0,
+                           limits=Limits(max_side=1024, max_pixels=1024 * 1024))
+    t = time.perf_counter()
+    server = start(options)
+    print(f"server up in {time.perf_counter() - t:.1f} s ({size}² inpaint, {steps} steps, {'SD 1.5 size' if args.full else 'tiny model'})")
+    try:
+        torch.set_num_threads(1)
+        waiter = Waiter()
+        local = Engine(waiter, threads=1, preview_interval=0.0)
+        try:
+            local_time = job_time(local, waiter, req, 3)
+        finally:
+            local.shutdown()
+        waiter = Waiter()
+        remote = RemoteEngine(waiter, server.url, token)
+        try:
+            remote_time = job_time(remote, waiter, req, 3)
+            previews = [s for kind, s in remote.latencies if kind == "Preview"]
+        finally:
+            remote.shutdown()
+        report("per-job time remote / in-process", remote_time / local_time, "<= 1.10 (SD 1.5 size, 512²)")
+        print(f"  (in-process {local_time * 1000:.0f} ms, remote {remote_time * 1000:.0f} ms)")
+        report("preview latency engine -> client, median", statistics.median(previews) * 1000, "<= 20", " ms")
+        two = throughput(server.url, token, req, 4)
+        serve.run(build_app(ServeOptions(**{**options.__dict__, "replicas": 1})), name=APP_NAME, route_prefix="/",
+                  blocking=False)
+        one = throughput(server.url, token, req, 4)
+        report("throughput 2 replicas / 1 replica, two clients", two / one, ">= 1.7 (two devices)")
+        print(f"  ({two:.2f} and {one:.2f} jobs/s; here both replicas share {os.cpu_count()} CPU cores)")
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
