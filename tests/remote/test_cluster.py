@@ -9,6 +9,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -79,9 +80,14 @@ class Events:
 def served_models(tmp_path_factory, tiny_sd15_folder):
     folder = tmp_path_factory.mktemp("served-models")
     (folder / "tiny").symlink_to(tiny_sd15_folder, target_is_directory=True)
+    # A model that passes every check before the job (a well-formed folder whose UNet weights are a
+    # valid .safetensors file) and fails while the job loads it: the tensors are not the UNet's.
     broken = folder / "broken"
-    broken.mkdir()
-    (broken / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')  # no weights
+    shutil.copytree(tiny_sd15_folder, broken)
+    from safetensors.numpy import save_file
+
+    for weights in (broken / "unet").glob("*.safetensors"):
+        save_file({"not_a_unet_weight": np.zeros(4, np.float32)}, str(weights))
     previous = os.environ.get("LATENT_STUDIO_MODELS")
     os.environ["LATENT_STUDIO_MODELS"] = str(folder)
     yield folder
