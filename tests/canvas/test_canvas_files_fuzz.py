@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 
 import fuzz_files  # noqa: E402
 import hostile_files as hf  # noqa: E402
 
 
+@pytest.mark.slow  # several seconds: `make test` runs it, `make test-fast` does not
 def test_hostile_files_raise_only_our_errors_under_a_memory_limit():
     crafted = [name for name in hf.crafted() if name not in hf.HEAVY]
     names = crafted + [f"mutant {i}" for i in range(250)]

@@ -168,6 +168,7 @@ def test_kept_pixels_are_budgeted_against_the_file_size(tmp_path, monkeypatch):
     assert "save it again with less compression" in msg
 
 
+@pytest.mark.slow  # several seconds: `make test` runs it, `make test-fast` does not
 def test_flat_tiles_are_shared_and_transparent_ones_dropped(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MEMORY_FLOOR", 112 * MIB)  # 128 MiB of white tiles, shared: one tile
     white = np.full((8192, 8192, 4), 255, np.uint8)
@@ -193,6 +194,7 @@ def test_a_png_referenced_by_many_layers_is_decoded_once(tmp_path, monkeypatch):
     assert all(layer.pixels.tiles[k] is t for layer in doc.layers for k, t in first.items())
 
 
+@pytest.mark.slow  # several seconds: `make test` runs it, `make test-fast` does not
 def test_png_layers_are_decoded_in_bands_not_whole(tmp_path):
     """A mostly transparent 8192² layer never needs a whole-image buffer (256 MiB)."""
     arr = np.zeros((8192, 8192, 4), np.uint8)
