@@ -24,14 +24,14 @@ from typing import Callable
 
 from .errors import BackendError, InvalidRequest, JobCancelled
 from .events import Cancelled, Event, Failed, ModelState, Result, Started
-from .interface import ModelInfo
+from .interface import EngineBase, ModelInfo
 from .requests import GenerationRequest
 
 log = logging.getLogger(__name__)
 _STOP = object()
 
 
-class Engine:
+class Engine(EngineBase):
     def __init__(self, on_event: Callable[[Event], None], *, device: str | None = None, dtype=None,
                  preview_interval: float = 0.1, tiny_decoder: str | None = None, threads: int | None = None):
         self._on_event = on_event
@@ -122,19 +122,8 @@ class Engine:
         if wait:
             self._thread.join(timeout)
 
-    def __enter__(self) -> "Engine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
 
     # --- the worker's side -------------------------------------------------
-
-    def _emit(self, event: Event) -> None:
-        try:
-            self._on_event(event)
-        except Exception:  # a broken listener must not kill the worker
-            log.exception("event handler failed for %r", event)
 
     def _work(self) -> None:
         ctx_factory = None

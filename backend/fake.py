@@ -23,13 +23,13 @@ import numpy as np
 
 from .errors import BackendError, InvalidRequest, ModelError
 from .events import Cancelled, Event, Failed, ModelState, Preview, Progress, Result, ResultImage, Started
-from .interface import ModelInfo
+from .interface import EngineBase, ModelInfo
 from .requests import request_parameters
 
 _STOP = object()
 
 
-class FakeEngine:
+class FakeEngine(EngineBase):
     def __init__(self, on_event: Callable[[Event], None], *, steps: int = 2, fail_with: str | None = None,
                  models: list | None = None, infos: dict | None = None):
         self._on_event = on_event
@@ -111,11 +111,6 @@ class FakeEngine:
             self._thread.join(timeout)
 
     # --- the worker ----------------------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        try:
-            self._on_event(event)
-        except Exception:  # like the real engine: a broken listener must not stop the worker
-            pass
 
     def _is_cancelled(self, job_id: int) -> bool:
         with self._lock:

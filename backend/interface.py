@@ -13,6 +13,7 @@ the scriptable :class:`backend.fake.FakeEngine` that the fast studio tests drive
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable, Protocol, runtime_checkable
 
@@ -59,3 +60,21 @@ class EngineInterface(Protocol):
 EventListener = Callable[[Event], None]
 EngineFactory = Callable[[EventListener], EngineInterface]
 
+
+class EngineBase:
+    """What every engine shares: ``with engine:`` shuts it down, and ``_emit`` calls the listener so
+    that a listener that raises is logged and cannot stop the engine's worker or stream."""
+
+    _on_event: EventListener
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            logging.getLogger(type(self).__module__).exception("event handler failed for %r", event)

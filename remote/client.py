@@ -23,7 +23,7 @@ from typing import Callable
 
 from backend.errors import BackendError
 from backend.events import Event, Failed
-from backend.interface import ModelInfo
+from backend.interface import EngineBase, ModelInfo
 
 from . import protocol
 from .protocol import PROTOCOL, PROTOCOL_HEADER, SESSION_HEADER, RemoteError
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "LATENT_STUDIO_TOKEN"
 
 
-class RemoteEngine:
+class RemoteEngine(EngineBase):
     def __init__(self, on_event: Callable[[Event], None], url: str, token: str = "", *, timeout: float = 30.0,
                  stream_timeout: float = 35.0, context: ssl.SSLContext | None = None):
         parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
@@ -214,18 +214,8 @@ class RemoteEngine:
         if wait:
             self._thread.join(timeout)
 
-    def __enter__(self) -> "RemoteEngine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
 
     # --- the event stream -------------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        try:
-            self._on_event(event)
-        except Exception:  # like the in-process engine: a broken listener must not stop the stream
-            log.exception("event handler failed for %r", event)
 
     def _deliver(self, data: dict) -> None:
         sent = data.get("$sent")
