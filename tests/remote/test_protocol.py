@@ -2,6 +2,7 @@
 excepted), only known classes are rebuilt, limits and refusals say what to do in one sentence."""
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,29 @@ def test_the_cli_says_in_one_sentence_that_a_server_cannot_be_reached(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: Cannot reach the server at http://127.0.0.1:9") and "Traceback" not in done.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+def test_serve_takes_its_settings_from_a_config_file_and_flags_win(tmp_path):
+    import argparse
+
+    from cli import serve as serve_cli
+    from remote.serve import ServeError
+
+    parser = argparse.ArgumentParser()
+    serve_cli.register(parser.add_subparsers())
+    (tmp_path / "token").write_text("s3cret\n")
+    config = tmp_path / "serve.toml"
+    config.write_text(f'replicas = 2\nmax-replicas = 4\nmax_steps = 30\ntoken_file = "{tmp_path / "token"}"\n')
+    options = serve_cli.options_from(parser.parse_args(["serve", "--config", str(config), "--max-steps", "20"]))
+    assert (options.replicas, options.max_replicas, options.token) == (2, 4, "s3cret")
+    assert options.limits.max_steps == 20  # the flag wins over the file
+    assert options.host == "127.0.0.1" and options.limits.max_count == serve_cli._defaults()["max_count"]
+    for text, said in (("replica = 2\n", "sets `replica`, which `serve` does not have"),
+                       ('replicas = "two"\n', "sets `replicas` to 'two': give a whole number"),
+                       ("replicas = \n", "is not valid TOML"),
+                       ("replicas = 0\n", "`replicas` is 0: give a whole number of at least 1")):
+        config.write_text(text)
+        with pytest.raises(ServeError, match=re.escape(said)):
+            serve_cli.options_from(parser.parse_args(["serve", "--config", str(config)]))
+    with pytest.raises(ServeError, match="cannot be read"):
+        serve_cli.options_from(parser.parse_args(["serve", "--config", str(tmp_path / "missing.toml")]))
