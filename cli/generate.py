@@ -27,7 +27,8 @@ from operations import SPECS
 from operations.spec import CommonSettings, OperationSpec
 
 from .contract import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, USER_ERRORS, check_new_folder, check_out,
-                       check_out_names, fail, print_path)
+                       check_out_names, print_path)
+from .contract import fail as _fail
 
 
 def register(sub, engine_factory=None) -> None:
@@ -140,10 +141,6 @@ def _number(kind: type, low, high):
 
     parse.__name__ = kind.__name__
     return parse
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT, details: str = "") -> int:
-    return fail(message, code, details)
 
 
 def _note(args, text: str, always: bool = False) -> None:

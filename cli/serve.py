@@ -8,6 +8,8 @@ import signal
 import sys
 import time
 
+from .contract import fail as _fail
+
 
 # Every setting of `serve`, its flag's default, and its type: a --config file may set any of them
 # (flags given on the command line win).
@@ -51,11 +53,6 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, help=f"most denoising steps a job may ask (default {d['max_steps']})")
     p.add_argument("--max-count", type=int, help=f"most variations a job may ask (default {d['max_count']})")
     p.set_defaults(func=_serve)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def read_config(path: str) -> dict:

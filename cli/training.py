@@ -8,8 +8,9 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from .contract import fail as _fail
 
 
 def _default_work_dir() -> Path:
@@ -93,11 +94,6 @@ def register(subparsers) -> None:
                    help="also write every figure to FILE as one flat JSON object")
     p.add_argument("--no-img2img", action="store_true", help="leave out the (slower) full-resolution img2img figures")
     p.set_defaults(func=cmd_evaluate)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _run(fn) -> int:
