@@ -6,7 +6,9 @@ is in use.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+import threading
+
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QVBoxLayout,
 )
@@ -50,6 +52,12 @@ def check_connection(url: str, token: str, timeout: float = 5.0) -> str:
         (f" ({names})." if models else ".")
 
 
+class _Answer(QObject):
+    """Carries the connection test's sentence from its thread to the dialog (queued to the GUI thread)."""
+
+    ready = Signal(str)
+
+
 class EngineDialog(QDialog):
     def __init__(self, engine: EngineSettings, parent=None):
         super().__init__(parent)
@@ -73,6 +81,8 @@ class EngineDialog(QDialog):
         layout.addLayout(form)
         self.test = QPushButton("Test connection")
         self.test.clicked.connect(self.run_test)
+        self._answer = _Answer(self)
+        self._answer.ready.connect(self._show_answer)
         layout.addWidget(self.test, 0, Qt.AlignLeft)
         self.result = QLabel("")
         self.result.setWordWrap(True)
@@ -91,9 +101,24 @@ class EngineDialog(QDialog):
             widget.setEnabled(on)
 
     def run_test(self) -> None:
+        """Tests the connection on a thread of its own (it may wait seconds for a server), so the window
+        stays responsive; the answer replaces "Connecting…"."""
         self.result.setText("Connecting…")
-        self.result.repaint()
-        self.result.setText(check_connection(self.url.text(), self.token.text()))
+        self.test.setEnabled(False)
+        url, token, answer = self.url.text(), self.token.text(), self._answer
+
+        def test() -> None:
+            sentence = check_connection(url, token)
+            try:
+                answer.ready.emit(sentence)
+            except RuntimeError:  # the dialog was closed meanwhile
+                pass
+
+        threading.Thread(target=test, name="engine-connection-test", daemon=True).start()
+
+    def _show_answer(self, sentence: str) -> None:
+        self.result.setText(sentence)
+        self._enable()
 
     def chosen(self) -> EngineSettings:
         if self.server.isChecked():

@@ -28,7 +28,8 @@ def test_test_connection_says_what_is_wrong_in_one_sentence(qtbot):
     port = closed_port()
     dialog = EngineDialog(EngineSettings("server", f"http://127.0.0.1:{port}", "t"))
     qtbot.addWidget(dialog)
-    dialog.run_test()
+    dialog.run_test()  # on a thread: the window stays responsive while it waits
+    qtbot.waitUntil(lambda: dialog.result.text() != "Connecting…", timeout=15000)
     text = dialog.result.text()
     assert text.startswith(f"Cannot reach the server at http://127.0.0.1:{port}") and text.endswith("runs there.")
     assert check_connection("", "") == "Give the server's address, like http://gpu-box:7860."
