@@ -34,6 +34,7 @@ class JobContext:
     preview_interval: float = 0.1
     tiny_decoder: object = None
     total: int = 0
+    steering: object = None  # backend.steering.job.Steering, set when the job's model is loaded
     step: int = 0
     _last_preview: float = field(default=0.0, repr=False)
     _preview_cost: float = field(default=0.0, repr=False)
@@ -90,6 +91,8 @@ class DiffusionSettings:
     guide_colours: bool = False
     # Detail transfer (models with "restore_detail"), for regions with surroundings.
     restore_detail: bool = True
+    # Text-to-image: the region starts from noise alone (a 9-channel model inpaints it whole).
+    text_only: bool = False
 
 
 def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
@@ -103,12 +106,17 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     """
     import torch
 
+    from .steering.job import NO_STEERING
+
     ch, cw = pixels.shape[:2]
     work_w, work_h = working_size(cw, ch, model.native_size)
     rgb = start if start is not None else prefill(pixels[..., :3], soft, s.fill, s.seed)
     init = Image.fromarray(rgb).resize((work_w, work_h), Image.LANCZOS)
     use_inpaint = not full_region or model.is_inpainting
-    pipe = model.inpaint if use_inpaint else model.img2img
+    kind = "txt2img" if s.text_only else "inpaint" if use_inpaint else "img2img"
+    text_pipe = s.text_only and not model.is_inpainting  # a plain text-to-image call: no start image
+    steering = ctx.steering or NO_STEERING
+    pipe = steering.pipeline(model, kind)
     pipe.scheduler = make_scheduler(s.sampler, model.scheduler_config)
     x0_holder = _capture_x0(pipe.scheduler)
     vae = pipe.vae
@@ -128,10 +136,10 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
-    keep = input_detail_weight(s.strength)
+    keep = 0.0 if s.text_only else input_detail_weight(s.strength)
     # The start image's latents: what the previews are drawn relative to, and what the autoencoder's
-    # loss of detail is measured on.
-    start_latents = anchor.known if anchor is not None else _encode(pipe, init)
+    # loss of detail is measured on (not needed when nothing of the start is kept).
+    start_latents = anchor.known if anchor is not None else _encode(pipe, init) if keep > 0 else None
     reference = previewer.reference(start_latents, rgb, model.device, keep)
     done = 0
 
@@ -156,13 +164,16 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         return {"latents": latents} if anchor is not None else {}
 
     kwargs = dict(
-        prompt=s.prompt, negative_prompt=s.negative_prompt or None, image=init, height=work_h, width=work_w,
-        strength=s.strength, num_inference_steps=s.steps, guidance_scale=s.guidance,
+        prompt=s.prompt, negative_prompt=s.negative_prompt or None, height=work_h, width=work_w,
+        num_inference_steps=s.steps, guidance_scale=s.guidance,
         generator=torch.Generator(device="cpu").manual_seed(s.seed), output_type="np",
         callback_on_step_end=on_step,
     )
+    if not text_pipe:
+        kwargs.update(image=init, strength=s.strength)
     if mask_image is not None:
         kwargs["mask_image"] = mask_image
+    kwargs.update(steering.region_kwargs(kind, rect, (work_w, work_h), pixels, soft))
     hooks = _install_cancel_hooks(pipe.unet, ctx)
     try:
         out = pipe(**kwargs).images[0]

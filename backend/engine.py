@@ -220,9 +220,19 @@ class Engine(EngineBase):
             if flag.is_set():
                 self._emit(Cancelled(job_id))
             else:
-                self._emit(Result(job_id, images))
+                self._emit(Result(job_id, _with_notes(images, ctx)))
         finally:
             _free_memory()
+
+
+def _with_notes(images, ctx):
+    """The results with the job's steering notes (a control image scaled, a preprocessor missing …)."""
+    notes = tuple(getattr(ctx.steering, "notes", None) or ())
+    if not notes:
+        return images
+    import dataclasses
+
+    return tuple(dataclasses.replace(im, notes=tuple(dict.fromkeys(tuple(im.notes) + notes))) for im in images)
 
 
 def engine_factory(**options):

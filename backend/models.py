@@ -161,6 +161,8 @@ class LoadedModel:
     device: object
     dtype: object
     _img2img: object = None
+    _txt2img: object = None
+    _variants: dict = field(default_factory=dict)  # (kind, id(controlnet)) -> a ControlNet pipeline
     info: dict = field(default_factory=dict)  # latent_studio.json of embedded models
     scheduler_config: dict = field(default_factory=dict)  # the model's own, before any sampler swap
     _previewers: dict = field(default_factory=dict)
@@ -243,6 +245,48 @@ class LoadedModel:
             self._img2img = AutoPipelineForImage2Image.from_pipe(self.inpaint)
             self._img2img.set_progress_bar_config(disable=True)
         return self._img2img
+
+    @property
+    def txt2img(self):
+        """The text-to-image pipeline, built from the inpaint one (no new weights); an inpainting
+        model makes images from text as an inpaint with a full mask."""
+        if self.is_inpainting:
+            return self.inpaint
+        if self._txt2img is None:
+            from diffusers import AutoPipelineForText2Image
+
+            self._txt2img = AutoPipelineForText2Image.from_pipe(self.inpaint)
+            self._txt2img.set_progress_bar_config(disable=True)
+        return self._txt2img
+
+    def pipeline(self, kind: str, controlnet=None):
+        """The pipeline for ``kind`` ("inpaint", "img2img" or "txt2img"), with ``controlnet`` (a
+        ControlNetModel or MultiControlNetModel) when given: diffusers' ControlNet pipeline of the same
+        kind, made with ``from_pipe`` (the base weights shared) and kept while the same ControlNets are
+        in use. A 9-channel inpainting model does every kind through its inpaint pipeline."""
+        if self.is_inpainting:
+            kind = "inpaint"
+        if controlnet is None:
+            return {"inpaint": self.inpaint, "img2img": self.img2img, "txt2img": self.txt2img}[kind]
+        key = (kind, id(controlnet))
+        if key not in self._variants:
+            import diffusers
+
+            auto = {"inpaint": diffusers.AutoPipelineForInpainting, "img2img": diffusers.AutoPipelineForImage2Image,
+                    "txt2img": diffusers.AutoPipelineForText2Image}[kind]
+            stale = [k for k in self._variants if k[1] != id(controlnet)]
+            for k in stale:  # the ControlNets of an earlier job: let them go
+                del self._variants[k]
+            pipe = auto.from_pipe(self.inpaint, controlnet=controlnet)
+            pipe.set_progress_bar_config(disable=True)
+            self._variants[key] = pipe
+        return self._variants[key]
+
+    def pipelines(self) -> list:
+        """Every pipeline made so far (they share the weights): what a component set on one
+        (an IP-Adapter's image encoder) must be set on."""
+        found = [self.inpaint, self._img2img, self._txt2img, *self._variants.values()]
+        return [p for p in found if p is not None]
 
 
 Progress = Callable[[str], None]

@@ -36,6 +36,11 @@ def recorded(default, key: str, **metadata):
     return field(default=default, metadata={"parameter": key, **metadata})
 
 
+def steered(default):
+    """A steering field of the request: recorded by :mod:`backend.steering.record` in A1111's forms."""
+    return field(default=default, metadata={"steering": True})
+
+
 def _frozen_pixels(array, name: str, channels: int | None) -> np.ndarray:
     """A private, read-only uint8 copy; RGB images get an opaque alpha channel."""
     if not isinstance(array, np.ndarray):
@@ -111,6 +116,13 @@ class GenerationRequest:
     sampler: str = recorded(DEFAULT_SAMPLER, "Sampler", labels=SAMPLER_LABELS)
     origin: tuple[int, int] = (0, 0)
     allow_pickle: bool = False
+    # Steering (backend.steering): recorded by backend.steering.record, not as fields of their own.
+    loras: tuple = steered(())  # LoraRef
+    embeddings: tuple = steered(())  # textual-inversion files or names, used by writing their token in the prompt
+    controls: tuple = steered(())  # Control
+    references: tuple = steered(())  # Reference (need ip_adapter)
+    ip_adapter: str = steered("")  # an IP-Adapter model: folder, .safetensors file, or a name in ip-adapters/
+    image_encoder: str = steered("")  # its CLIP vision encoder folder ("": the one inside or beside the adapter)
 
     operation: ClassVar[str] = "generate"
 
@@ -139,6 +151,9 @@ class GenerationRequest:
                 raise InvalidRequest(f"`{name}` must be text, but is {getattr(self, name)!r}.")
         for name in ("prompt", "negative_prompt"):
             check_text(name, getattr(self, name))
+        from .steering import check_steering
+
+        check_steering(self)
 
     def _check_denoising(self) -> None:
         if self.steps * self.strength < 1:
@@ -203,6 +218,9 @@ def request_parameters(request: GenerationRequest, *, seed: int, model=None, ski
             continue
         value = used.get(f.name, getattr(request, f.name))
         params[key] = _format(f, value)
+    from .steering.record import steering_parameters
+
+    params.update(steering_parameters(request, params))
     params["Operation"] = request.operation
     params.update(extra)
     first = [k for k in A1111_ORDER if k in params]

@@ -132,6 +132,9 @@ def _types() -> dict[str, type]:
     found = {cls.__name__: cls for cls in EVENT_TYPES}
     found.update({_events.ResultImage.__name__: _events.ResultImage, ModelInfo.__name__: ModelInfo})
     found.update({cls.__name__: cls for cls in REQUESTS.values()})
+    from backend.steering import Control, LoraRef, Reference
+
+    found.update({cls.__name__: cls for cls in (LoraRef, Control, Reference)})
     return found
 
 

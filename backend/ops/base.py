@@ -38,8 +38,13 @@ def diffusion_total(request: GenerationRequest) -> int:
 
 
 def load_model(ctx: JobContext, request: GenerationRequest):
+    """The request's model, loaded (or kept) and set up for its steering (LoRAs, embeddings,
+    ControlNets, IP-Adapter: ``ctx.steering``, which every region of the job uses)."""
+    from ..steering.job import prepare
+
     model = ctx.models.get(request.model, allow_pickle=request.allow_pickle, progress=ctx.stage)
     ctx.check_cancel()
+    ctx.steering = prepare(ctx, model, request)
     return model
 
 

@@ -82,7 +82,12 @@ class InpaintRequest(GenerationRequest):
         if y1 - y0 < 8:
             y0, y1 = (max(0, min(y0, h - 8)), max(0, min(y0, h - 8)) + 8) if h >= 8 else (y0, y1)
         ox, oy = origin
+        controls = kwargs.pop("controls", ())
+        if isinstance(controls, (tuple, list)):  # control images over the document: cropped alike
+            controls = tuple(c.cropped(x0, y0, x1, y1) if getattr(c, "image", None) is not None
+                             and c.image.shape[:2] == mask.shape else c for c in controls)
         return cls(
+            controls=controls,
             image=image[y0:y1, x0:x1], mask=mask[y0:y1, x0:x1], origin=(ox + x0, oy + y0), **kwargs
         )
 
