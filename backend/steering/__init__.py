@@ -76,7 +76,7 @@ class LoraRef:
 
 
 def _control_pixels(array, name: str) -> np.ndarray:
-    from ..requests import _frozen_pixels
+    from ..pixels import _frozen_pixels
 
     return _frozen_pixels(array, name, 4)
 
