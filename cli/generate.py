@@ -29,6 +29,7 @@ from operations.spec import CommonSettings, OperationSpec
 from .contract import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, USER_ERRORS, check_new_folder, check_out,
                        check_out_names, print_path)
 from .contract import fail as _fail
+from . import steering
 
 
 def register(sub, engine_factory=None) -> None:
@@ -41,6 +42,7 @@ def register(sub, engine_factory=None) -> None:
             _add_setting(g, f, spec)
         for f in dataclasses.fields(spec.settings):
             _add_setting(g, f, spec)
+        steering.add_arguments(p)
         p.set_defaults(func=_command(spec, engine_factory))
 
     p = sub.add_parser("models", help="list the models found")
@@ -238,6 +240,7 @@ def settings_for(spec: OperationSpec, args, engine) -> tuple[CommonSettings, obj
                 f"`main.py {recipe.spec.name} --settings-from {args.settings_from}` instead.")
         common, own = recipe.apply(common, own)
         recorded = set(recipe.common) | set(recipe.settings)
+        args.recorded_steering = recipe.steering
     else:
         recorded = set()
     given = lambda f: getattr(args, f.name, None) is not None  # noqa: E731
@@ -274,6 +277,7 @@ def _build(spec: OperationSpec, args, engine):
     mask = read_mask(args.mask, size) if spec.needs_mask else None
     b = doc.bounds
     request = spec.from_image(image, mask, (b.x, b.y), common, own)
+    request = steering.steer(request, args, doc, getattr(args, "recorded_steering", None))
     if args.allow_pickle:
         request = request.replace(allow_pickle=True)
     if request.prompt and spec.uses_model(own):

@@ -113,8 +113,8 @@ class Control:
             return
         pixels = _control_pixels(self.image, what)
         if not pixels[..., 3].any() or not pixels[..., :3].any() and self.resolved_kind not in ("depth", "inpaint"):
-            raise InvalidRequest(f"The control layer {self.label or display_name(self.model)!r} is empty: paint the "
-                                 "control (lines, edges, a depth map…) into it, or remove the control.")
+            raise InvalidRequest(f"The control {self.label or display_name(self.model)!r} is empty: paint the control "
+                                 "(lines, edges, a depth map…) into it, or remove the control.")
         object.__setattr__(self, "image", pixels)
 
     @property
