@@ -230,8 +230,9 @@ class Limits:
 
     @property
     def max_body(self) -> int:
-        """Bytes a request body may have: base64 of raw RGBA and a mask at the largest, plus text."""
-        return self.max_pixels * 5 * 4 // 3 + (1 << 20)
+        """Bytes a request body may have: base64 of raw RGBA and a mask at the largest, room for
+        control and reference images as large (PNG-compressed, as they travel), plus text."""
+        return self.max_pixels * (5 + 2 * 4) * 4 // 3 + (1 << 20)
 
     def check(self, request) -> None:
         """Raises :class:`RemoteRefused` (code ``limit``) with one sentence when ``request`` asks too much."""
@@ -248,6 +249,12 @@ class Limits:
                 h, w = value.shape[:2]
                 self._check_side(f"`{f.name}`", w, h)
                 pixels += w * h if f.name == "image" else 0
+            elif f.name in ("controls", "references"):
+                for i, item in enumerate(value):
+                    image = getattr(item, "image", None)
+                    if isinstance(image, np.ndarray):
+                        self._check_side(f"The {f.name[:-1]} image {item.label or i + 1!r}", image.shape[1],
+                                         image.shape[0])
         rect = getattr(request, "result_rect", None)
         if rect is not None:
             self._check_side("The result", rect[2], rect[3])

@@ -50,6 +50,29 @@ def test_every_request_survives_the_trip_field_for_field(index):
             assert other == value and type(other) is type(value), name
 
 
+def test_steering_travels_with_its_images_bit_exact():
+    from backend.steering import Control, LoraRef, Reference
+
+    img, mask = make_scene()
+    h, w = img.shape[:2]
+    lines = np.zeros((h, w, 4), np.uint8)
+    lines[:, ::5] = 255
+    request = Img2ImgRequest(image=img, loras=(LoraRef("ink", 0.5), LoraRef("/x/paper.safetensors", -1.0)),
+                             embeddings=("tok",), ip_adapter="ipa", image_encoder="/enc",
+                             controls=(Control("net_scribble", lines, "scribble", 0.7, 0.1, 0.8, "Lines"),
+                                       Control("control_tile", None, strength=0.4)),
+                             references=(Reference(img[:20, :30], 0.6, "style", "Ref"),))
+    back = trip(request, allowed=protocol.request_names())
+    assert back.loras == request.loras and back.embeddings == ("tok",)
+    assert (back.ip_adapter, back.image_encoder) == ("ipa", "/enc")
+    a, b = back.controls
+    assert np.array_equal(a.image, lines) and (a.model, a.kind, a.strength, a.start, a.end, a.label) == \
+        ("net_scribble", "scribble", 0.7, 0.1, 0.8, "Lines")
+    assert b.image is None and b.resolved_kind == "tile" and b.strength == 0.4
+    (ref,) = back.references
+    assert np.array_equal(ref.image, request.references[0].image) and (ref.weight, ref.mode) == (0.6, "style")
+
+
 def test_events_survive_the_trip_and_results_stay_bit_exact():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (24, 40, 4), np.uint8)
