@@ -284,7 +284,7 @@ class Document:
 
     def generation_parameters(self) -> str | None:
         """The parameters text when the visible image came from exactly one generation."""
-        texts = [l.parameters for l in self._layers if l.visible and l.parameters]
+        texts = [l.parameters for l in self.picture_layers() if l.visible and l.parameters]
         return texts[0] if len(texts) == 1 else None
 
     @property

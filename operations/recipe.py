@@ -7,10 +7,11 @@ and the CLI can run it again: with the same input, on the same device, the same 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from backend.errors import InvalidRequest
 from backend.requests import fields_from_parameters
+from backend.steering.record import steering_fields
 from canvas.parameters import parse_parameters
 
 from .spec import CommonSettings, OperationSpec
@@ -25,6 +26,7 @@ class Recipe:
     spec: OperationSpec
     common: dict  # CommonSettings fields found in the record
     settings: dict  # the operation's own settings found in the record
+    steering: dict = field(default_factory=dict)  # backend.steering.record.steering_fields (LoRAs, controls…)
 
     def apply(self, common: CommonSettings, settings):
         """``(common, settings)`` with the recorded values put in."""
@@ -44,7 +46,15 @@ def read_recipe(text: str | None, *, source: str = "the image") -> Recipe:
     spec = SPECS.get(operation)
     if spec is None:
         raise NoRecipe(f"{source} was made by an operation this version does not know ({operation!r}).")
-    recorded = fields_from_parameters(spec.request, params)
+    try:
+        recorded = fields_from_parameters(spec.request, params)
+        steering = steering_fields(params)
+    except NoRecipe:
+        raise
+    except InvalidRequest as exc:  # a value that does not read: one sentence, as for any bad recipe
+        raise NoRecipe(str(exc)) from None
+    if "prompt" in steering:
+        recorded["prompt"] = steering["prompt"]  # without its <lora:…> tags: the LoRAs come back as LoRAs
     if "model" in recorded:
         recorded["model"] = _model_ref(recorded["model"])
     common_names = {f.name for f in fields(CommonSettings)}
@@ -54,7 +64,7 @@ def read_recipe(text: str | None, *, source: str = "the image") -> Recipe:
     else:
         names = {f.name for f in fields(spec.settings)}
         own = {k: v for k, v in recorded.items() if k in names}
-    return Recipe(spec, common, own)
+    return Recipe(spec, common, own, steering)
 
 
 def _model_ref(name: str) -> str:

@@ -90,6 +90,9 @@ def test_marked_layers_stay_out_of_the_picture_but_show_in_the_view():
     assert doc.picture_layers() == [doc.layers[0]] and doc.marked_layers() == [edges, ref]
     doc.set_layer_properties(edges, visible=False)
     assert doc.render(Rect(20, 20, 1, 1))[0, 0, 0] == 200  # hidden: the view shows what is below
+    doc.set_layer_properties(edges, visible=True)
+    edges.parameters = "a prompt\nSteps: 2, Seed: 1"  # a generated layer marked as control
+    assert doc.generation_parameters() is None  # an export's parameters are the picture's only
 
 
 def test_roles_round_trip_through_ora_in_our_namespace():
