@@ -5,6 +5,7 @@ Modules, by what they do:
 * :mod:`canvas.document` — :class:`Document`: bounds, layers, selection, undo, rendering.
 * :mod:`canvas.layer`, :mod:`canvas.tiles` — layers and their sparse 256² tiles (straight RGBA).
 * :mod:`canvas.blend`, :mod:`canvas.compositor` — blend modes, compositing, the view cache.
+* :mod:`canvas.role` — control and reference layers (kept out of the picture ``flatten`` gives).
 * :mod:`canvas.selection` — the selection mask and its shape builders and operations.
 * :mod:`canvas.brush` — the brush engine (pixels, layer masks, selection).
 * :mod:`canvas.history`, :mod:`canvas.commands` — undo/redo with merging and a memory limit.

@@ -71,12 +71,23 @@ class Document:
 
     # -- rendering ---------------------------------------------------------------------
     def render(self, rect: Rect) -> np.ndarray:
-        """Straight uint8 RGBA of the visible stack in `rect` (cached; for views)."""
+        """Straight uint8 RGBA of the visible stack in `rect`, control and reference layers
+        included (cached; for views)."""
         return self.cache.render(self._layers, Rect(*rect))
 
     def flatten(self, rect: Rect | None = None) -> np.ndarray:
-        """Straight uint8 RGBA (H, W, 4) of the visible stack; the whole bounds by default."""
-        return composite(self._layers, self._bounds if rect is None else Rect(*rect))
+        """Straight uint8 RGBA (H, W, 4) of the picture: the visible stack without the control and
+        reference layers (:mod:`canvas.role`); the whole bounds by default. What the operations
+        work on, what is exported and saved as the merged image."""
+        return composite(self.picture_layers(), self._bounds if rect is None else Rect(*rect))
+
+    def picture_layers(self) -> list[Layer]:
+        """The layers that make the picture (bottom first): all but the control and reference layers."""
+        return [layer for layer in self._layers if layer.role is None]
+
+    def marked_layers(self) -> list[Layer]:
+        """The control and reference layers, bottom first."""
+        return [layer for layer in self._layers if layer.role is not None]
 
     # -- layers --------------------------------------------------------------------------
     def _do(self, command):
@@ -150,6 +161,35 @@ class Document:
             self.history.do(command)
         else:
             self._do(command)
+
+    def set_layer_role(self, layer: Layer, role, *, merge: bool = False) -> None:
+        """Mark ``layer`` as a control or reference layer (a :mod:`canvas.role` value) or, with None, a
+        plain one: one undo step. With ``merge``, repeated changes merge into one step until
+        ``history.seal()`` (a strength edited step by step)."""
+        check_properties(layer, {"role": role})
+        if layer.role == role:
+            return
+        if role is None:
+            description = "Mark as plain layer"
+        elif layer.role is not None and type(layer.role) is type(role):
+            description = f"{role.name.capitalize()} settings"
+        else:
+            description = f"Mark as {role.name} layer"
+        command = cmd.SetLayerProperties(layer, {"role": layer.role}, {"role": role}, description)
+        if merge:
+            self.end_stroke()
+            self.history.do(command)
+        else:
+            self._do(command)
+
+    def set_layer_roles(self, roles: Sequence[tuple[Layer, object]], description: str = "Layer roles") -> None:
+        """Set several layers' roles as one undo step (settings restored from a result)."""
+        changes = [(layer, role) for layer, role in roles if layer.role != role]
+        for _layer, role in changes:
+            check_properties(None, {"role": role})
+        if changes:
+            self._do(cmd.Group([cmd.SetLayerProperties(layer, {"role": layer.role}, {"role": role}, description)
+                                for layer, role in changes], description))
 
     def add_layer_mask(self, layer: Layer, from_selection: bool = False) -> TiledSurface:
         """Give `layer` a mask (revealing all, or a copy of the selection) as one step."""
@@ -244,7 +284,7 @@ class Document:
 
     def generation_parameters(self) -> str | None:
         """The parameters text when the visible image came from exactly one generation."""
-        texts = [l.parameters for l in self._layers if l.visible and l.parameters]
+        texts = [l.parameters for l in self.picture_layers() if l.visible and l.parameters]
         return texts[0] if len(texts) == 1 else None
 
     @property
@@ -259,7 +299,7 @@ def layers_equal(a: Sequence[Layer], b: Sequence[Layer]) -> bool:
     if len(a) != len(b):
         return False
     for la, lb in zip(a, b):
-        if la.properties() != lb.properties() or la.parameters != lb.parameters:
+        if la.properties() != lb.properties() or la.parameters != lb.parameters:  # the role included
             return False
         if not la.pixels.equals(lb.pixels):
             return False

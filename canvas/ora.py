@@ -9,8 +9,12 @@ Layer attributes: ``name``, ``src``, ``x``, ``y``, ``opacity``,
 ``edit-locked``.
 
 Our own data lives in the ``ls:`` namespace (:data:`NS`) so other apps
-ignore it safely: per layer ``ls:parameters`` (generation text) and
-``ls:mask``/``ls:mask-x``/``ls:mask-y`` (the layer mask PNG, greyscale);
+ignore it safely: per layer ``ls:parameters`` (generation text),
+``ls:mask``/``ls:mask-x``/``ls:mask-y`` (the layer mask PNG, greyscale) and
+``ls:role`` (``control`` or ``reference``) with its values: ``ls:control-kind``,
+``ls:control-model``, ``ls:control-strength``, ``ls:control-start``, ``ls:control-end``
+or ``ls:reference-weight``, ``ls:reference-mode`` (:mod:`canvas.role`; a role whose
+values do not read is dropped, the layer kept as a plain layer);
 on ``<image>`` ``ls:origin-x``/``ls:origin-y`` (a grown document's origin) and
 ``ls:selection``/``ls:selection-x``/``ls:selection-y``/``ls:selection-fill``.
 The extra PNGs are not listed as layers, so other apps never show them.
@@ -43,6 +47,7 @@ from .errors import DocumentError, file_error
 from .ora_read import MIMETYPE, NS, OraReader, q as _q
 from .png import encode_png
 from .progress import Progress, step
+from .role import role_attributes
 from .tiles import TiledSurface
 
 ORA_VERSION = "0.0.6"
@@ -96,6 +101,8 @@ def write_ora(doc: Document, fileobj, progress: Progress | None = None, compress
             })
             if layer.parameters:
                 el.set(_q("parameters"), xml_text(layer.parameters))
+            for key, value in role_attributes(layer.role).items():
+                el.set(_q(key), xml_text(value))
             if layer.mask is not None:
                 msrc = f"data/layer{i:03d}-mask.png"
                 mx, my = _write_surface(zf, msrc, layer.mask, b, compress_level)

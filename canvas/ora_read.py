@@ -27,6 +27,7 @@ from .limits import MAX_STACK_XML, MAX_XML_ELEMENTS, MAX_ZIP_MEMBERS, Budget, pn
 from .png import HEADER_BYTES, PngDecoder, PngHeader, parse_header
 from .progress import step
 from .raster import SurfaceSink, file_size
+from .role import role_from_attributes
 from .selection import Selection
 from .tiles import TiledSurface
 from .zipmember import MemberStream
@@ -231,7 +232,7 @@ class OraReader:
         layer = Layer(name=el.get("name", "Layer"), pixels=self._decode(*pixels), visible=visible,
                       opacity=opacity, blend_mode=ORA_TO_MODE.get(el.get("composite-op", ""), "normal"),
                       locked=el.get("edit-locked", "false").strip().lower() in ("true", "1"),
-                      parameters=el.get(q("parameters")))
+                      parameters=el.get(q("parameters")), role=role_from_attributes(lambda key: el.get(q(key))))
         if mask is not None:
             layer.mask = self._decode(*mask)
         return layer

@@ -115,7 +115,7 @@ def scale_document(doc, scale: int, top: np.ndarray | None = None, top_xy=(0, 0)
             name=layer.name, pixels=_scaled_surface(layer.pixels, scale), visible=layer.visible,
             opacity=layer.opacity, blend_mode=layer.blend_mode, locked=layer.locked,
             mask=None if layer.mask is None else _scaled_surface(layer.mask, scale),
-            parameters=layer.parameters, id=layer.id,
+            parameters=layer.parameters, role=layer.role, id=layer.id,
         ))
     added = None
     if top is not None:

@@ -48,10 +48,15 @@ def read_recipe(text: str | None, *, source: str = "the image") -> Recipe:
     spec = SPECS.get(operation)
     if spec is None:
         raise NoRecipe(f"{source} was made by an operation this version does not know ({operation!r}).")
-    steering = steering_fields(params)  # the prompt without its <lora:…> tags, which become LoRAs
-    if "prompt" in steering:
-        params = dict(params, prompt=steering.pop("prompt"))
-    recorded = fields_from_parameters(spec.request, params)
+    try:
+        steering = steering_fields(params)  # the prompt without its <lora:…> tags, which become LoRAs
+        if "prompt" in steering:
+            params = dict(params, prompt=steering.pop("prompt"))
+        recorded = fields_from_parameters(spec.request, params)
+    except NoRecipe:
+        raise
+    except InvalidRequest as exc:  # a value that does not read: one sentence, as for any bad recipe
+        raise NoRecipe(str(exc)) from None
     if "model" in recorded:
         recorded["model"] = _model_ref(recorded["model"])
     common_names = {f.name for f in fields(CommonSettings)}

@@ -1,8 +1,9 @@
 """Jobs: generate, follow the engine's events, show previews in the canvas, collect results, apply them.
 
 One QObject on the GUI thread, driven by the specs: the panel gives the operation's spec and
-typed settings, the spec builds the request from the document and applies a result to it. No
-operation is named here.
+typed settings, the spec builds the request from the document, ``operations.steering.steered``
+adds the app's LoRAs and the document's control and reference layers to it, and the spec applies
+a result to the document. No operation is named here.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from backend.errors import BackendError
 from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
 from operations.spec import CommonSettings, NothingToDo, OperationSpec, touched
+from operations.steering import AppSteering, steered
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Job:
     request: object
     common: CommonSettings
     settings: object
+    steering: AppSteering = AppSteering()
     state: str = "queued"
     previews: set = field(default_factory=set)
 
@@ -56,20 +59,22 @@ class JobController(QObject):
 
     # --- starting ----------------------------------------------------------
     def generate(self, spec: OperationSpec | None = None, common: CommonSettings | None = None, settings=None,
-                 random_seed: bool | None = None) -> int | None:
-        """Builds the request from the document and submits it; a problem is one sentence in the bar."""
+                 random_seed: bool | None = None, steering: AppSteering | None = None) -> int | None:
+        """Builds the request from the document, with its steering, and submits it; a problem is one
+        sentence in the bar."""
         spec = spec or self.panel.spec()
         common = common or self.panel.common()
         settings = settings if settings is not None else self.panel.settings(spec.name)
+        steering = steering if steering is not None else self.panel.app_steering()
         if random_seed if random_seed is not None else self.panel.random_seed.isChecked():
             common = replace(common, seed=random.randrange(0, 2**31 - 1))
         try:
-            request = spec.build(self.session.doc, common, settings)
+            request = steered(spec.build(self.session.doc, common, settings), self.session.doc, steering)
             job_id = self.bridge.submit(request)
         except (NothingToDo, BackendError) as exc:
             self.show_message(str(exc))
             return None
-        self.jobs[job_id] = Job(job_id, spec, request, common, settings)
+        self.jobs[job_id] = Job(job_id, spec, request, common, settings, steering)
         self.queue.add(job_id, f"{spec.noun} ×{request.count}")
         self.busy_changed.emit(True)
         return job_id
@@ -78,7 +83,7 @@ class JobController(QObject):
         job = self.results_job
         if job is None:
             return None
-        return self.generate(job.spec, job.common, job.settings, random_seed=True)
+        return self.generate(job.spec, job.common, job.settings, random_seed=True, steering=job.steering)
 
     def cancel(self, job_id: int | None = None) -> None:
         targets = [job_id] if job_id is not None else list(self.jobs)

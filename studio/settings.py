@@ -16,6 +16,7 @@ from pathlib import Path
 
 from operations import SPECS
 from operations.spec import CommonSettings, coerce
+from operations.steering import AppSteering, LoraEntry
 
 VERSION = 2
 
@@ -56,6 +57,21 @@ class EngineSettings:
 
 
 @dataclass
+class SteeringSettings:
+    """The generation panel's LoRA list (``{"name", "weight", "enabled"}`` each) and IP-Adapter model."""
+
+    loras: list = field(default_factory=list)
+    ip_adapter: str = ""
+
+    def value(self) -> AppSteering:
+        return AppSteering(tuple(LoraEntry(**entry) for entry in self.loras), self.ip_adapter)
+
+    @classmethod
+    def of(cls, steering: AppSteering) -> "SteeringSettings":
+        return cls([asdict(entry) for entry in steering.loras], steering.ip_adapter)
+
+
+@dataclass
 class Settings:
     version: int = VERSION
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -68,6 +84,7 @@ class Settings:
     models: list = field(default_factory=list)  # extra local model paths the user added
     window: WindowSettings = field(default_factory=WindowSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    steering: SteeringSettings = field(default_factory=SteeringSettings)
 
 
 def config_path() -> Path:
@@ -143,6 +160,27 @@ def _migrate_v1(g: dict) -> dict:
                 defaults_applied_for=g.get("defaults_applied_for", ""))
 
 
+def _steering(data: dict) -> SteeringSettings:
+    """The LoRA list as stored: an entry without a name is dropped, a weight of the wrong type takes 1 and
+    one out of range is clamped to [-2, 2], a file listed twice is kept once."""
+    from backend.steering import LORA_WEIGHT
+
+    loras, seen = [], set()
+    for entry in data.get("loras") if isinstance(data.get("loras"), list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            continue
+        weight = entry.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight != weight:
+            weight = 1.0
+        if entry["name"] in seen:
+            continue
+        seen.add(entry["name"])
+        loras.append({"name": entry["name"], "weight": min(max(float(weight), LORA_WEIGHT[0]), LORA_WEIGHT[1]),
+                      "enabled": entry.get("enabled", True) is not False})
+    ip_adapter = data.get("ip_adapter") if isinstance(data.get("ip_adapter"), str) else ""
+    return SteeringSettings(loras, ip_adapter)
+
+
 def load(path: Path | None = None) -> Settings:
     path = path or config_path()
     try:
@@ -159,6 +197,8 @@ def load(path: Path | None = None) -> Settings:
     settings.window = _plain(WindowSettings, window if isinstance(window, dict) else {})
     engine = data.get("engine")
     settings.engine = _plain(EngineSettings, engine if isinstance(engine, dict) else {})
+    steering = data.get("steering")
+    settings.steering = _steering(steering if isinstance(steering, dict) else {})
     if settings.engine.kind not in ("local", "server"):
         settings.engine.kind = "local"
     if len(settings.window.geometry) != 4 or not all(isinstance(v, int) for v in settings.window.geometry):

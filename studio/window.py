@@ -209,6 +209,7 @@ class MainWindow(QMainWindow):
     def _on_document(self, doc) -> None:
         self.view.set_document(doc)
         self.layers.set_document(doc)
+        self.generation.set_document(doc)
         self.history_panel.set_document(doc)
 
     def _update_title(self) -> None:
@@ -285,8 +286,11 @@ class MainWindow(QMainWindow):
         self.autosave.after_generation()
 
     def use_layer_settings(self, layer) -> None:
-        """The generation panel takes the operation and settings ``layer`` was generated with."""
+        """The generation panel takes the operation and settings ``layer`` was generated with, its LoRAs
+        included; the controls and references it recorded go back to the control and reference layers
+        of their names (one undo step), and the status bar says which were not found."""
         from operations.recipe import NoRecipe, read_recipe
+        from operations.steering import recall
 
         if layer is None:
             return
@@ -296,7 +300,12 @@ class MainWindow(QMainWindow):
             self.show_message(str(exc))
             return
         self.generation.use_recipe(recipe)
-        self._status(f"Settings of “{layer.name}” are in the generation panel", 4000)
+        recalled = recall(recipe.steering, self.doc, self.generation.app_steering())
+        self.generation.set_app_steering(recalled.steering)
+        if recalled.roles:
+            self.doc.set_layer_roles(recalled.roles, f"Use the settings of “{layer.name}”")
+        self._status(recalled.message or f"Settings of “{layer.name}” are in the generation panel",
+                     12000 if recalled.message else 4000)
 
     # --- the engine --------------------------------------------------------------------------------
     def engine_dialog(self) -> None:

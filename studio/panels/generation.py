@@ -1,5 +1,6 @@
-"""Generation panel: operation, model, prompt, the common settings and the operation's own; Generate,
-Cancel and progress.
+"""Generation panel: operation, model, prompt, the common settings and the operation's own; the
+steering (LoRAs, IP-Adapter, the document's control and reference layers); Generate, Cancel and
+progress.
 
 Everything but the model line is made from the operation specs (``operations.SPECS``): the common
 settings once, and one page of editors per operation, so each operation keeps its own strength,
@@ -19,7 +20,9 @@ from PySide6.QtWidgets import (
 from operations import SPECS
 from operations.spec import CommonSettings
 
+from ..settings import SteeringSettings
 from .fields import Editor, PathEditor, compact, make_editor
+from .steering import SteeringBox
 
 DEFAULT_MODEL_LABEL = "Embedded default model"
 
@@ -68,6 +71,7 @@ class GenerationPanel(QWidget):
             for editor in editors.values():
                 editor.changed.connect(self._update_state)
         self.pages.currentChanged.connect(self._fit_page)
+        self.steering = SteeringBox(settings.steering.value())
 
         self.generate = QPushButton("Generate  (Ctrl+Enter)")
         self.generate.clicked.connect(self.generate_requested)
@@ -105,6 +109,7 @@ class GenerationPanel(QWidget):
         inner_layout.setContentsMargins(0, 0, 4, 0)
         inner_layout.addLayout(form)
         inner_layout.addWidget(self.pages)
+        inner_layout.addWidget(self.steering)
         inner_layout.addStretch(1)
         scroll = self.scroll = QScrollArea()
         scroll.setWidget(inner)
@@ -229,6 +234,18 @@ class GenerationPanel(QWidget):
         self.set_settings(recipe.spec.name, own)
         self.random_seed.setChecked(False)
 
+    # --- steering -------------------------------------------------------------------------------------
+    def app_steering(self):
+        """The LoRAs and IP-Adapter model every job gets (``operations.steering.AppSteering``)."""
+        return self.steering.value()
+
+    def set_app_steering(self, steering) -> None:
+        self.steering.set_value(steering)
+
+    def set_document(self, doc) -> None:
+        """The Control section lists this document's control and reference layers."""
+        self.steering.controls.set_document(doc)
+
     def model_ref(self) -> str:
         return self.common_editors["model"].value()
 
@@ -316,3 +333,4 @@ class GenerationPanel(QWidget):
         g.random_seed = self.random_seed.isChecked()
         g.defaults_applied_for = self._defaults_applied_for
         settings.models = self.added_models()
+        settings.steering = SteeringSettings.of(self.app_steering())

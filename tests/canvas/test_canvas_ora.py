@@ -17,12 +17,19 @@ from canvas.geometry import Rect
 from canvas.layer import Layer
 from canvas.ora import load_ora, read_ora, save_ora
 from canvas.progress import RecordingProgress
+from canvas.role import ControlRole, ReferenceRole
 from canvas.selection import Selection
 from canvas.tiles import TiledSurface
 
 from ora_samples import make_ora, png_bytes, solid
 
 names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=20)
+unit = st.floats(0, 1, allow_nan=False)
+roles = st.none() | st.builds(
+    lambda kind, model, strength, a, b: ControlRole(kind, model, strength, min(a, b), max(a, b) if a != b else 1.0)
+    if min(a, b) < 1.0 else ControlRole(kind, model, strength),
+    st.from_regex(r"[a-z][a-z0-9_\-]{0,12}", fullmatch=True), names, st.floats(0, 2), unit, unit,
+) | st.builds(ReferenceRole, st.floats(0, 2), st.sampled_from(["full", "style", "composition"]))
 
 
 @st.composite
@@ -35,7 +42,7 @@ def layer_stacks(draw):
         layer = Layer(
             name=draw(names), visible=draw(st.booleans()),
             opacity=draw(st.floats(0, 1)), blend_mode=draw(st.sampled_from(list(BLEND_MODES))),
-            locked=draw(st.booleans()),
+            locked=draw(st.booleans()), role=draw(roles),
             parameters=draw(st.none() | st.text(st.characters(blacklist_categories=("Cs", "Cc")),
                                                   min_size=1, max_size=60)))
         layer.pixels.write(draw(st.integers(b.x - 300, b.right + 300)), draw(st.integers(b.y - 300, b.bottom + 300)),
