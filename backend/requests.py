@@ -140,6 +140,13 @@ class GenerationRequest:
             )
 
     @property
+    def control_area(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) in document coordinates that control images cover: the image's area (an
+        outpaint's is the extended canvas, where the new content is made)."""
+        h, w = self.image.shape[:2]
+        return (*self.origin, w, h)
+
+    @property
     def seeds(self) -> range:
         return range(self.seed, self.seed + self.count)
 

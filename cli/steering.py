@@ -159,9 +159,8 @@ def steer(request, args, doc, recorded: dict | None = None):
         controls = controls_from_recorded(recorded["recorded_controls"], doc)
     if controls:
         b = doc.bounds
-        ox, oy = request.origin[0] - b.x, request.origin[1] - b.y
-        h, w = request.image.shape[:2]
-        changes["controls"] = tuple(c.cropped(ox, oy, ox + w, oy + h) for c in controls)
+        x, y, w, h = request.control_area
+        changes["controls"] = tuple(c.cropped(x - b.x, y - b.y, x - b.x + w, y - b.y + h) for c in controls)
     ip_adapter = args.ip_adapter or ("" if args.reference else recorded.get("ip_adapter", ""))
     if ip_adapter:
         changes["ip_adapter"] = ip_adapter

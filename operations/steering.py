@@ -106,8 +106,7 @@ def _control(layer, request) -> Control | None:
     only = ONLY_KINDS.get(request.operation)
     if only is not None and role.kind not in only:
         return None
-    h, w = request.image.shape[:2]
-    x, y = request.origin
+    x, y, w, h = request.control_area  # an outpaint's covers the extended canvas
     pixels = layer_pixels(layer, Rect(x, y, w, h))
     if not pixels[..., 3].any() and layer.pixels.content_bbox() is not None:
         return None  # the layer steers another part of the document

@@ -84,6 +84,10 @@ class OutpaintRequest(GenerationRequest):
         ox, oy = self.origin
         return (ox - self.left, oy - self.top, w + self.left + self.right, h + self.top + self.bottom)
 
+    @property
+    def control_area(self) -> tuple[int, int, int, int]:
+        return self.result_rect
+
 
 @dataclass(frozen=True)
 class Pass:

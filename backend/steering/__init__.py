@@ -112,7 +112,10 @@ class Control:
                 raise InvalidRequest(f"`{what}` has no image: only tile and inpaint controls take the image itself.")
             return
         pixels = _control_pixels(self.image, what)
-        if not pixels[..., 3].any() or not pixels[..., :3].any() and self.resolved_kind not in ("depth", "inpaint"):
+        # Empty: nothing painted (fully transparent), or one flat colour everywhere (black lines on a
+        # transparent layer are lines; a uniform image carries no control, except as a flat depth map).
+        flat = pixels[..., 3].all() and (pixels == pixels[:1, :1]).all()
+        if not pixels[..., 3].any() or flat and self.resolved_kind not in ("depth", "inpaint"):
             raise InvalidRequest(f"The control {self.label or display_name(self.model)!r} is empty: paint the control "
                                  "(lines, edges, a depth map…) into it, or remove the control.")
         object.__setattr__(self, "image", pixels)
@@ -134,10 +137,18 @@ class Control:
                        scaled_from=self.scaled_from or (w, h))
 
     def cropped(self, x0: int, y0: int, x1: int, y1: int) -> "Control":
+        """This control over the box x0…x1, y0…y1 of its image (transparent where the box reaches past it:
+        an outpaint's new area)."""
         if self.image is None:
             return self
-        return Control(self.model, self.image[y0:y1, x0:x1], self.kind, self.strength, self.start, self.end,
-                       self.label, self.scaled_from)
+        h, w = self.image.shape[:2]
+        if (x0, y0, x1, y1) == (0, 0, w, h):
+            return self
+        out = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if sx1 > sx0 and sy1 > sy0:
+            out[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = self.image[sy0:sy1, sx0:sx1]
+        return Control(self.model, out, self.kind, self.strength, self.start, self.end, self.label, self.scaled_from)
 
 
 def kind_from_name(model: str) -> str:
@@ -201,5 +212,5 @@ def check_steering(request) -> None:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InvalidRequest(f"The LoRA {twice[0]!r} is listed twice: give each LoRA once, with one weight.")
-    h, w = request.image.shape[:2]
+    _, _, w, h = request.control_area
     object.__setattr__(request, "controls", tuple(c.fitted(w, h) for c in request.controls))

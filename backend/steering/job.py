@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Steering:
-    origin: tuple[int, int] = (0, 0)  # the request's image's top-left pixel in document coordinates
+    origin: tuple[int, int] = (0, 0)  # the top-left of the request's control area in document coordinates
     controls: tuple = ()  # control.PreparedControl, in the request's order
     controlnet: object = None  # the ControlNetModel / MultiControlNetModel the pipelines take, or None
     reference: object = None  # reference.PreparedReference, or None
@@ -61,4 +61,4 @@ def prepare(ctx, model, request) -> Steering:
         notes += more
     prepared = reference.prepare(ctx, model, request)
     ctx.check_cancel()
-    return Steering(tuple(request.origin), tuple(controls), controlnet, prepared, notes)
+    return Steering(tuple(request.control_area[:2]), tuple(controls), controlnet, prepared, notes)

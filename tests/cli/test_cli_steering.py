@@ -142,3 +142,25 @@ def test_bad_steering_is_one_sentence_and_exit_2_before_any_job(run, files, caps
     assert code == 2 and request is None
     assert len(err) == 1 and sentence.replace("'empty.png'", repr(str(files / "empty.png"))) in err[0], err
     assert not (files / "o.png").exists()
+
+
+def test_an_outpaint_control_covers_the_extended_canvas(run, files):
+    code, request = run("outpaint", "--image", files / "in.png", "--out", files / "o.png", "--quiet", "--right", "32",
+                        "--control", "my_scribble_net", files / "lines.png")
+    assert code == 0
+    (control,) = request.controls
+    assert control.image.shape == (192, 256 + 32, 4)  # the new area too: transparent where the file ends
+    drawn = np.asarray(Image.open(files / "lines.png").convert("RGBA"))
+    assert np.array_equal(control.image[:, :256], drawn) and not control.image[:, 256:, 3].any()
+
+
+def test_black_lines_on_a_transparent_layer_are_a_control_and_a_flat_image_is_empty():
+    from backend.errors import InvalidRequest
+    from backend.steering import Control
+
+    lines = np.zeros((32, 32, 4), np.uint8)
+    lines[:, ::4, 3] = 255  # black strokes on transparency
+    assert Control("net_scribble", lines).image is not None
+    with pytest.raises(InvalidRequest, match="is empty"):
+        Control("net_scribble", np.full((32, 32, 4), 255, np.uint8), label="white")
+    assert Control("net_depth", np.full((32, 32, 4), 255, np.uint8)).image is not None  # a flat depth map
