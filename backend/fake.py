@@ -5,7 +5,8 @@
 
 Each job answers like the real engine: ``Started``, a ``Progress`` and a ``Preview`` per step,
 then a ``Result`` with one image per seed (``request.image`` tinted by the seed where the job
-paints, bit-exact elsewhere; an upscale is a nearest-neighbour scale), unless scripted otherwise:
+paints, bit-exact elsewhere; an upscale is a nearest-neighbour scale; text to image a new layer of the
+tint, the mask as its alpha), unless scripted otherwise:
 
 * ``fail_with`` / ``fail_next(message)``: the job ends with ``Failed(message)``;
 * ``hold()``: jobs wait after their first step until ``release()`` (or a cancel);
@@ -179,6 +180,14 @@ def _paint(request, seed: int):
         mask = np.full((rh, rw), 255, np.uint8)
         mask[request.top: request.top + h, request.left: request.left + w] = 0
         return canvas, (rx, ry, rw, rh), mask
+    if request.operation == "txt2img":  # a new layer: the tint, the mask as its alpha
+        x0, y0, x1, y1 = request.region()
+        alpha = np.full((y1 - y0, x1 - x0), 255, np.uint8) if request.mask is None else request.mask[y0:y1, x0:x1]
+        layer = np.zeros(alpha.shape + (4,), np.uint8)
+        layer[..., :3] = tint
+        layer[..., 3] = alpha
+        layer[alpha == 0] = 0
+        return layer, (x + x0, y + y0, x1 - x0, y1 - y0), np.array(alpha, copy=True)
     mask = request.mask if request.operation == "inpaint" else np.full((h, w), 255, np.uint8)
     m = (mask.astype(np.uint16)[..., None])
     image[..., :3] = ((image[..., :3].astype(np.uint16) * (255 - m) + tint.astype(np.uint16) * m) // 255).astype(np.uint8)

@@ -154,6 +154,11 @@ class GenerationRequest:
         """The scalar fields, for logs and the queue panel."""
         return {f.name: getattr(self, f.name) for f in fields(self) if not isinstance(getattr(self, f.name), np.ndarray)}
 
+    def extra_parameters(self) -> dict:
+        """Keys the request adds to its results' parameters besides its recorded fields (text to
+        image's ``Size``, which its pixels' size gives)."""
+        return {}
+
     def replace(self, **changes) -> "GenerationRequest":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -206,6 +211,7 @@ def request_parameters(request: GenerationRequest, *, seed: int, model=None, ski
 
     params.update(steering_parameters(request, params))
     params["Operation"] = request.operation
+    params.update(request.extra_parameters())
     params.update(extra)
     first = [k for k in A1111_ORDER if k in params]
     return {k: params[k] for k in first + [k for k in params if k not in first]}

@@ -1,4 +1,4 @@
-"""Headless subcommands: one per operation spec (inpaint, img2img, outpaint, upscale), and models.
+"""Headless subcommands: one per operation spec (inpaint, img2img, outpaint, upscale, txt2img), and models.
 
 Every flag comes from the operation's spec: its common and own settings (help, type, choices,
 default), plus the run options below. A setting's value is, first to last: the flag given on the
@@ -72,9 +72,16 @@ def _factory(args, engine_factory):
 
 def _run_options(p, spec: OperationSpec) -> None:
     g = p.add_argument_group("input and output")
-    g.add_argument("--image", required=True, help="input image: PNG, JPEG, WebP or .ora")
+    if spec.needs_image:
+        g.add_argument("--image", required=True, help="input image: PNG, JPEG, WebP or .ora")
+    else:
+        g.add_argument("--image", help="an image (PNG, JPEG, WebP or .ora) to work at the size of, instead of a new "
+                                       "one")
     if spec.needs_mask:
         g.add_argument("--mask", required=True, help="image the size of the input; white (or alpha) = repaint")
+    elif spec.takes_mask:
+        g.add_argument("--mask", help="with --image: image the size of the input; white (or alpha) = the region, its "
+                                      "grey the result's alpha")
     g.add_argument("--out", required=True, help="output .png (or .ora); with --count N, OUT-0.png … OUT-(N-1).png")
     g.add_argument("--settings-from", metavar="RESULT",
                    help=f"take every setting recorded in RESULT (a PNG or .ora that `{spec.name}` wrote); "
@@ -270,13 +277,28 @@ def _build(spec: OperationSpec, args, engine):
     """(request, the input document) for this run; raises BackendError with one sentence."""
     from .imagefiles import check_sizes, flatten, read_document, read_mask
 
-    size = check_sizes(args.image, args.mask if spec.needs_mask else None)  # before anything is decoded
-    common, own = settings_for(spec, args, engine)
-    doc = read_document(args.image)
-    image = flatten(doc, args.image)
-    mask = read_mask(args.mask, size) if spec.needs_mask else None
-    b = doc.bounds
-    request = spec.from_image(image, mask, (b.x, b.y), common, own)
+    mask_file = getattr(args, "mask", None)
+    if args.image is None:  # a spec that needs no image: a new one, sized by the settings
+        if mask_file:
+            raise BackendError("--mask needs --image: the mask marks a region of that image.")
+        common, own = settings_for(spec, args, engine)
+        request = spec.from_image(None, None, (0, 0), common, own)
+        from canvas.document import Document
+
+        doc = Document(request.image.shape[1], request.image.shape[0])
+    else:
+        given = [_flag(f, spec)[0] for f in dataclasses.fields(spec.settings)
+                 if f.name in spec.new_image and getattr(args, f.name, None) is not None]
+        if given:
+            raise BackendError(f"{' and '.join(given)} size a new image, but with --image the result takes that "
+                               "image's size: leave them out.")
+        size = check_sizes(args.image, mask_file)  # before anything is decoded
+        common, own = settings_for(spec, args, engine)
+        doc = read_document(args.image)
+        image = flatten(doc, args.image)
+        mask = read_mask(mask_file, size) if mask_file else None
+        b = doc.bounds
+        request = spec.from_image(image, mask, (b.x, b.y), common, own)
     request = steering.steer(request, args, doc, getattr(args, "recorded_steering", None))
     if args.allow_pickle:
         request = request.replace(allow_pickle=True)
@@ -393,6 +415,12 @@ def _write(args, spec: OperationSpec, request, doc, result) -> int:
         path = numbered(out, i, len(result.images))
         if spec.scales_document:  # the result is the whole image, scaled
             write_png(item.image, path, format_parameters(item.parameters))
+            print_path(path)
+            continue
+        if spec.makes_layer:  # the document with the result laid over it, as the app applies it
+            laid = doc.copy()
+            spec.apply_result(laid, request, item, request.prompt)
+            write_png(laid.flatten(), path, format_parameters(item.parameters))
             print_path(path)
             continue
         # The output covers the union of the document and the result, which may reach past it

@@ -53,6 +53,7 @@ def read_recipe(text: str | None, *, source: str = "the image") -> Recipe:
         if "prompt" in steering:
             params = dict(params, prompt=steering.pop("prompt"))
         recorded = fields_from_parameters(spec.request, params)
+        more = spec.from_parameters(params) if spec.from_parameters is not None else {}
     except NoRecipe:
         raise
     except InvalidRequest as exc:  # a value that does not read: one sentence, as for any bad recipe
@@ -66,6 +67,7 @@ def read_recipe(text: str | None, *, source: str = "the image") -> Recipe:
     else:
         names = {f.name for f in fields(spec.settings)}
         own = {k: v for k, v in recorded.items() if k in names}
+    own.update(more)
     return Recipe(spec, common, own, steering)
 
 

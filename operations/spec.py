@@ -86,12 +86,17 @@ class OperationSpec:
     summary: str  # the CLI's one-line help
     description: str = ""
     needs_mask: bool = False  # the CLI asks for --mask
+    needs_image: bool = True  # the CLI asks for --image (False: without one, the request comes from the settings)
+    takes_mask: bool = False  # the CLI takes an optional --mask (a region of --image)
+    new_image: tuple[str, ...] = ()  # settings that size the image made without --image (refused with one)
+    makes_layer: bool = False  # the result is a new layer laid over the document, not a region composited into it
     cli_names: Mapping[str, str] = field(default_factory=dict)  # setting -> flag, where it differs
     varies: Callable = lambda settings: True  # False: every seed gives the same result (one result)
     uses_model: Callable = lambda settings: True  # False: the model (and prompt) play no part
     scales_document: bool = False  # the result is the whole document, scaled (applying it scales the document)
     to_request: Callable | None = None  # settings -> request kwargs (default: the fields as they are)
     from_recorded: Callable | None = None  # recorded request fields -> setting values (default: same names)
+    from_parameters: Callable | None = None  # the parsed parameters -> setting values no request field records
     apply: Callable | None = None  # (doc, request, result, name) -> layer (default: add a layer)
 
     def request_kwargs(self, common: CommonSettings, settings) -> dict:

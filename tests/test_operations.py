@@ -90,7 +90,7 @@ def test_the_app_and_the_cli_build_the_same_request():
     doc.add_image_layer(img, -20, -10)
     doc.select(Selection.from_array(mask, -20, -10))
     common = CommonSettings(seed=42, steps=4, prompt="a pier")
-    for name in ("inpaint", "img2img", "upscale"):
+    for name in ("inpaint", "img2img", "upscale", "txt2img"):
         spec = SPECS[name]
         settings = spec.settings()
         app = spec.build(doc, common, settings)
@@ -98,8 +98,15 @@ def test_the_app_and_the_cli_build_the_same_request():
             doc_all = doc.copy()
             doc_all.selection = Selection()
             app = spec.build(doc_all, common, settings)
-        cli = spec.from_image(doc.flatten(), mask if spec.needs_mask else None, (-20, -10), common, settings)
+        takes_mask = spec.needs_mask or spec.takes_mask
+        cli = spec.from_image(doc.flatten(), mask if takes_mask else None, (-20, -10), common, settings)
         _same(app, cli)
+    # Text to image without a selection: the whole canvas, as the CLI's --image without --mask.
+    doc_all = doc.copy()
+    doc_all.selection = Selection()
+    spec = SPECS["txt2img"]
+    _same(spec.build(doc_all, common, spec.settings()),
+          spec.from_image(doc.flatten(), None, (-20, -10), common, spec.settings()))
     # Outpaint: the app's document grown by the extend tool; the CLI's --left/--top.
     spec = SPECS["outpaint"]
     grown = doc.copy()
@@ -127,10 +134,13 @@ def test_settings_survive_a_results_parameters(name):
     changes = {"inpaint": dict(strength=0.65, grow=-6, feather=11, padding=30, fill="noise", restore_detail=False),
                "img2img": dict(strength=0.35),
                "outpaint": dict(strength=0.8, overlap=20, fill="edge", restore_detail=False, left=3, bottom=90),
-               "upscale": dict(upscaler="lanczos", scale=3, tile=128, refine_strength=0.25)}[name]
+               "upscale": dict(upscaler="lanczos", scale=3, tile=128, refine_strength=0.25),
+               "txt2img": dict(width=200, height=136)}[name]
     settings = dataclasses.replace(spec.settings(), **changes)
     img, mask = make_scene()
-    request = spec.from_image(img, mask if spec.needs_mask else None, (0, 0), common, settings)
+    # Text to image without an image: a new one of the settings' size, recorded as its `Size`.
+    request = spec.from_image(img if spec.needs_image else None, mask if spec.needs_mask else None, (0, 0), common,
+                              settings)
     text = format_parameters(request_parameters(request, seed=request.seed))
     recipe = read_recipe(text)
     assert recipe.spec is spec
@@ -161,5 +171,10 @@ def test_no_visible_pixels_is_one_sentence_for_every_operation():
     doc.select(Selection.rectangle(Rect(8, 8, 16, 16)))
     doc.grow(right=16)
     for spec in SPECS.values():
+        if not spec.needs_image:
+            # Text to image makes a new layer and needs nothing visible: the selection's box is its size.
+            request = spec.build(doc, CommonSettings(), spec.settings())
+            assert request.image.shape[:2] == (16, 16) and request.origin == (8, 8)
+            continue
         with pytest.raises(NothingToDo, match="Nothing is visible"):
             spec.build(doc, CommonSettings(), spec.settings())

@@ -199,6 +199,10 @@ def _rows(d: Path):
          True),
         ("UNet-only checkpoint", [*inpaint, "--model", d / "unet-only.safetensors"], 2, "no text encoder", False),
         ("checkpoint without VAE", [*inpaint, "--model", d / "no-vae.safetensors"], 2, "no autoencoder (VAE)", False),
+        # text to image: the embedded model cannot make images from text; a size out of range
+        ("txt2img, captionless model", ["txt2img", "--prompt", "a cat", "--out", out], 2,
+         "latent-studio-mini was trained without captions and ignores the prompt, so it cannot make an image", False),
+        ("txt2img, size", ["txt2img", "--width", "32", "--out", out], 2, "32 is out of range", False),
         # during the job: one line naming the log, the details in it
         ("job crashes", [*inpaint, "--quiet"], 1, "The job failed unexpectedly (RuntimeError: a fault made for the "
          "test over two lines); details are in ", True, "crash"),
