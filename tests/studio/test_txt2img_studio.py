@@ -68,3 +68,23 @@ def test_into_an_empty_document(window, qtbot, fake_engine):
     assert len(empty.layers) == 2
     window.undo()
     assert len(empty.layers) == 1
+
+
+def test_the_apps_control_layers_cover_the_new_layers_area():
+    """Steering reaches text to image as every operation: a control layer over the selection's box."""
+    from canvas.role import ControlRole
+    from operations import SPECS
+    from operations.spec import CommonSettings
+    from operations.steering import AppSteering, steered
+
+    doc = Document(128, 96)
+    lines = np.zeros((20, 20, 4), np.uint8)
+    lines[..., :3] = 255
+    lines[..., 3] = 255
+    doc.set_layer_role(doc.add_image_layer(lines, 70, 10, "edges"), ControlRole("canny", "control_canny", 1.0, 0, 1))
+    doc.select(Selection.rectangle(Rect(60, 0, 40, 40)))
+    spec = SPECS["txt2img"]
+    request = steered(spec.build(doc, CommonSettings(), spec.settings()), doc, AppSteering())
+    (control,) = request.controls
+    assert request.origin == (60, 0) and control.image.shape == (40, 40, 4)
+    assert control.image[10:30, 10:30].min() == 255 and control.image[:10].max() == 0
