@@ -27,10 +27,14 @@ class Operation(NamedTuple):
 
 
 def check_model(request: GenerationRequest) -> None:
-    """The model exists, is allowed and loadable offline (no torch, no weights read)."""
+    """The model exists, is allowed and loadable offline; the request's LoRAs and embeddings exist, are
+    allowed and fit it (no torch, no weights read)."""
     from ..models import preflight
+    from ..steering import embeddings, lora
 
-    preflight(request.model, allow_pickle=request.allow_pickle)
+    source = preflight(request.model, allow_pickle=request.allow_pickle)
+    lora.check(request, source)
+    embeddings.check(request, source)
 
 
 def diffusion_total(request: GenerationRequest) -> int:
