@@ -78,8 +78,8 @@ def find(name: str) -> Path:
 
 
 def wanted(prompt: str, negative_prompt: str, embeddings, *, allow_pickle: bool = False) -> tuple[list, list]:
-    """(the embedding files this job uses, notes): each given one (its token must be in a prompt), and each
-    file of the embeddings folder whose token is a word of the prompts."""
+    """(the embedding files this job uses as ``(path, given)``, notes): each given one (its token must be in a
+    prompt), and each file of the embeddings folder whose token is a word of the prompts (``given`` False)."""
     from . import steering_dir
 
     files, notes, tokens = [], [], set()
@@ -90,7 +90,7 @@ def wanted(prompt: str, negative_prompt: str, embeddings, *, allow_pickle: bool 
             raise InvalidRequest(f"The embedding {path.name} is not used by the prompts: write its token {token} in "
                                  "the prompt or the negative prompt, or remove the embedding.")
         if token not in tokens:
-            files.append(path)
+            files.append((path, True))
             tokens.add(token)
     folder = steering_dir("embeddings")
     if folder.is_dir():
@@ -104,9 +104,25 @@ def wanted(prompt: str, negative_prompt: str, embeddings, *, allow_pickle: bool 
                 notes.append(f"The word {token} is the name of the embedding {path.name}, a pickle file, so it was "
                              "not used: use a .safetensors version, or allow pickle files (--allow-pickle).")
                 continue
-            files.append(path)
+            files.append((path, False))
             tokens.add(token)
     return files, notes
+
+
+def _usable(path: Path, given: bool, model_name: str, text_widths, *, allow_pickle: bool, notes: list):
+    """The file's :class:`EmbeddingFile` if it fits the model; for a file found by a word of the prompts that
+    does not (made for another model, damaged), None and a note: only a given one is an error."""
+    try:
+        emb = inspect(path, tensor_table(path, allow_pickle=allow_pickle))
+        if text_widths is not None:
+            check_fits(emb, model_name, text_widths)
+        return emb
+    except ModelError as exc:
+        if given:
+            raise
+        notes.append(f"The word {token_of(path)} is the name of an embedding in {path.parent.name}/ that was not "
+                     f"used: {exc}")
+        return None
 
 
 def _pickle_contents(path: Path) -> dict:
@@ -178,20 +194,20 @@ def check_fits(emb: EmbeddingFile, model_name: str, text_widths: tuple) -> None:
 
 
 def check(request, source) -> None:
-    """The request's embeddings (and those its prompts name from the embeddings folder) exist, are allowed,
-    are embeddings whose tokens are in the prompts, and fit the model ``source``; no torch (except to open
-    allowed pickles). Raises BackendError."""
+    """The request's embeddings exist, are allowed, are embeddings whose tokens are in the prompts, and fit the
+    model ``source`` (those its prompts name from the embeddings folder are skipped, with a note in the job,
+    when they do not); no torch (except to open allowed pickles). Raises BackendError."""
     files, _ = wanted(request.prompt, request.negative_prompt, request.embeddings, allow_pickle=request.allow_pickle)
     if not files:
         return
     from .lora import source_shape
 
     shape = source_shape(source)
-    for path in files:
-        emb = inspect(path, tensor_table(path, allow_pickle=request.allow_pickle))
-        if shape is not None:
-            check_fits(emb, shape.name, shape.text_widths)
-        _check_spelling(emb, request.prompt, request.negative_prompt)
+    for path, given in files:
+        emb = _usable(path, given, shape.name if shape else "", shape.text_widths if shape else None,
+                      allow_pickle=request.allow_pickle, notes=[])
+        if emb is not None:
+            _check_spelling(emb, request.prompt, request.negative_prompt)
 
 
 def _check_spelling(emb: EmbeddingFile, prompt: str, negative_prompt: str) -> None:
@@ -224,12 +240,14 @@ def apply(ctx, model, prompt: str, negative_prompt: str, embeddings, *, allow_pi
         state = model.embedding_state = {}
         model.embedding_loads = 0
     todo = []
-    for path in files:
+    for path, given in files:
         key = file_key(path)
         if state.get(token_of(path)) == key:
             continue
-        emb = inspect(path, tensor_table(path, allow_pickle=allow_pickle))
-        check_fits(emb, model.name, loaded_shape(model).text_widths)
+        emb = _usable(path, given, model.name, loaded_shape(model).text_widths, allow_pickle=allow_pickle,
+                      notes=notes)
+        if emb is None:
+            continue
         _check_spelling(emb, prompt, negative_prompt)
         todo.append((emb, key))
     for emb, key in todo:

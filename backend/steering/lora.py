@@ -244,7 +244,7 @@ class LoraState:
     """What a model keeps of its LoRAs between jobs."""
     adapters: dict = field(default_factory=dict)  # file key -> peft adapter name
     used: dict = field(default_factory=dict)  # adapter name -> the job count when last used
-    active: tuple = ()  # ((adapter name, weight), ...) set on the model now
+    active: tuple | None = ()  # ((adapter name, weight), ...) set on the model now; None: not known
     jobs: int = 0
 
 
@@ -287,6 +287,7 @@ def apply(ctx, model, loras, *, allow_pickle: bool = False) -> None:
         if ref.weight == 0:
             continue  # changes nothing: not loaded until it does
         if key not in state.adapters:
+            state.active = None  # loading makes the new adapter active: set the whole state below, or next job
             ctx.stage(f"Loading LoRA {ref.label}")
             state.adapters[key] = _load(model, lora, allow_pickle=allow_pickle)
             ctx.check_cancel()
@@ -298,7 +299,7 @@ def apply(ctx, model, loras, *, allow_pickle: bool = False) -> None:
         if active:
             pipe.enable_lora()
             pipe.set_adapters([n for n, _ in active], [w for _, w in active])
-        elif state.active:
+        elif state.active != ():
             pipe.disable_lora()
         state.active = active
     _forget_old(pipe, state)

@@ -172,3 +172,20 @@ def test_full_size_text_widths_are_told_apart(tmp_path, config_name, width, fami
     sdxl = source_shape(ModelSource("folder", str(MODEL_CONFIGS / "sdxl-base"), "sdxl-base"))
     xl = save(tmp_path, "xl.safetensors", tl.embedding_state_dict((768, 1280), "sdxl"))
     embeddings.check_fits(embeddings.inspect(xl, embeddings.tensor_table(xl)), sdxl.name, sdxl.text_widths)
+
+
+def test_a_folder_embedding_for_another_model_is_skipped_with_a_note(engine, recorder, tiny_sdxl_folder, folders):
+    """Only a given embedding that does not fit is an error; one found by a word of the prompts is left out."""
+    folder, _ = folders
+    prompt = "a boat in sd-only light"
+    before = run(engine, recorder, job(tiny_sdxl_folder, prompt))
+    save(folder, "sd-only.safetensors", tl.embedding_state_dict(WIDTH, "a1111", seed=11))
+    check_model(job(tiny_sdxl_folder, prompt))
+    got = result(engine, recorder, job(tiny_sdxl_folder, prompt))
+    assert np.array_equal(got.image, before)
+    assert any(n.startswith("The word sd-only is the name of an embedding in embeddings/ that was not used: "
+                            "sd-only.safetensors is an embedding for a text encoder 32 wide, but the model ")
+               for n in got.notes), got.notes
+    with pytest.raises(ModelError, match=r"^sd-only\.safetensors is an embedding for"):
+        check_model(job(tiny_sdxl_folder, prompt, embeddings=("sd-only",)))
+    (folder / "sd-only.safetensors").unlink()

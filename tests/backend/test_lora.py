@@ -319,6 +319,7 @@ def _kohya_full_size(unet, texts, family, rank=8):
     return sd, shapes
 
 
+@pytest.mark.slow  # builds the full-size models on the meta device (diffusers imports take most of it)
 @pytest.mark.parametrize("config_name, family", [("sd15", "sd15"), ("sdxl-base", "sdxl")])
 def test_real_kohya_layouts_map_onto_the_real_models(config_name, family, tmp_path):
     """diffusers' conversion of kohya-ss keys (SD 1.5: diffusers names; SDXL: sgm names, te1/te2) gives layers
