@@ -306,11 +306,11 @@ def apply(ctx, model, loras, *, allow_pickle: bool = False) -> None:
 
 
 def _forget_old(pipe, state: LoraState) -> None:
-    in_use = {n for n, _ in state.active}
+    in_use = {n for n, _ in state.active or ()}
     spare = sorted((used, name) for name, used in state.used.items() if name not in in_use)
     while len(state.adapters) > KEEP and spare:
         _, name = spare.pop(0)
-        pipe.delete_adapters(name)
+        _drop(pipe, name)
         del state.used[name]
         for key in [k for k, v in state.adapters.items() if v == name]:
             del state.adapters[key]
@@ -332,6 +332,7 @@ def _quiet():
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+                warnings.filterwarnings("ignore", message="Adapter .* was active which is now deleted")
                 yield
         finally:
             dlog.set_verbosity(levels[0])
@@ -388,6 +389,7 @@ def _load(model, lora: LoraFile, *, allow_pickle: bool) -> str:
 
 def _drop(pipe, name: str) -> None:
     try:
-        pipe.delete_adapters(name)
+        with _quiet():
+            pipe.delete_adapters(name)
     except Exception:  # nothing of it was added
         pass

@@ -2,6 +2,7 @@
 kohya and diffusers layouts for SD 1.5 and SDXL, weights, switching between jobs without reloading, and one
 sentence for every file that cannot be used. The full-size layouts are checked on the meta device."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -273,6 +274,15 @@ def test_a_lora_whose_layers_the_model_lacks_is_refused_in_the_job(engine, recor
     assert lora.file_key(odd) not in model.lora_state.adapters
     assert lora.adapter_name(lora.file_key(odd)) not in model.inpaint.get_list_adapters().get("unet", [])
 
+    # A job that loaded one LoRA and then failed on the next leaves nothing active that the next job did not ask for.
+    kohya = run(engine, recorder, job(tiny_sd15_folder, [LoraRef("style-kohya")], seed=9))
+    fresh = tmp_path / "fresh.safetensors"
+    shutil.copy(sd15_loras["diffusers"], fresh)
+    events = recorder.wait(engine.submit(job(tiny_sd15_folder, [LoraRef(str(fresh)), LoraRef(str(odd))], seed=9)))
+    assert isinstance(events[-1], Failed) and events[-1].message.startswith("odd.safetensors changes")
+    assert lora.file_key(fresh) in model.lora_state.adapters  # loaded before the failure, and kept
+    assert np.array_equal(run(engine, recorder, job(tiny_sd15_folder, [LoraRef("style-kohya")], seed=9)), kohya)
+
 
 # --- full-size layouts (shapes only, on the meta device) --------------------------------------------------
 
@@ -389,3 +399,22 @@ def test_checks_need_no_torch_for_safetensors(tiny_sd15_folder, sd15_loras):
                                                                                    "models")],
                          cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_at_most_keep_adapters_stay_loaded(engine, recorder, tiny_sd15_folder, sd15_loras, tmp_path, monkeypatch):
+    """Beyond lora.KEEP, the least recently used LoRA is deleted from the model; used again, it is read again
+    and gives what it gave."""
+    monkeypatch.setattr(lora, "KEEP", 2)
+    copies = []
+    for i in range(3):
+        copies.append(tmp_path / f"copy{i}.safetensors")
+        shutil.copy(sd15_loras["unet"], copies[-1])
+    first = run(engine, recorder, job(tiny_sd15_folder, [LoraRef(str(copies[0]))]))
+    model = engine._models.get(str(tiny_sd15_folder))
+    loads = model.lora_loads
+    for path in copies[1:]:
+        assert np.array_equal(run(engine, recorder, job(tiny_sd15_folder, [LoraRef(str(path))])), first)
+    assert len(model.lora_state.adapters) == 2 and len(model.inpaint.get_list_adapters()["unet"]) == 2
+    assert lora.file_key(copies[0]) not in model.lora_state.adapters  # the least recently used went
+    assert np.array_equal(run(engine, recorder, job(tiny_sd15_folder, [LoraRef(str(copies[0]))])), first)
+    assert model.lora_loads == loads + 3
