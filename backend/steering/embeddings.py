@@ -173,8 +173,8 @@ def inspect(path: Path, table: dict) -> EmbeddingFile:
         n, width = vectors_and_width(key)
         return EmbeddingFile(path, "a1111" if key == "emb_params" else "diffusers", (("", width),), n)
     keys = ", ".join(sorted(table)[:3])
-    raise ModelError(f"{path.name} is not a textual-inversion embedding (its tensors are {keys}…): choose a file with "
-                     "one tensor (emb_params, or its token), or SDXL's clip_l and clip_g.")
+    raise ModelError(f"{path.name} is not a textual-inversion embedding (its tensors are {keys}…): choose a file "
+                     "with one tensor (emb_params, or its token), or SDXL's clip_l and clip_g.")
 
 
 def check_fits(emb: EmbeddingFile, model_name: str, text_widths: tuple) -> None:

@@ -383,7 +383,8 @@ def _load(model, lora: LoraFile, *, allow_pickle: bool) -> str:
         family = loaded_shape(model).family
         theirs = lora.family if lora.family != family else "another model"
         raise ModelError(f"{lora.path.name} changes {lora.layers - fitted} of its {lora.layers} layers in places the "
-                         f"model {model.name} does not have: it was made for {theirs}; choose a LoRA made for {family}.")
+                         f"model {model.name} does not have: it was made for {theirs}; choose a LoRA made for "
+                         f"{family}.")
     return name
 
 

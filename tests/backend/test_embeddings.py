@@ -138,8 +138,8 @@ def test_refusals_name_the_file(tiny_sd15_folder, tiny_sdxl_folder, folders):
         check_model(job(tiny_sd15_folder, "a xl-only boat", embeddings=(str(xl),)))
     assert str(err.value) == (f"xl-only.safetensors is an embedding for SDXL, but the model {tiny_sd15_folder.name} is "
                               "SD 1.x/2.x: choose an embedding made for SD 1.x/2.x.")
-    with pytest.raises(ModelError, match=r"^given\.safetensors is an embedding for a text encoder 32 wide, but the model .* "
-                                         r"is SDXL: choose an embedding made for SDXL\.$"):
+    with pytest.raises(ModelError, match=r"^given\.safetensors is an embedding for a text encoder 32 wide, but the "
+                                         r"model .* is SDXL: choose an embedding made for SDXL\.$"):
         check_model(job(tiny_sdxl_folder, "a given boat", embeddings=(str(given),)))
     wide = save(store, "wide.safetensors", tl.embedding_state_dict(768, "a1111", seed=4))
     with pytest.raises(ModelError, match=r"^wide\.safetensors is an embedding for SD 1\.x, but the model "):

@@ -376,7 +376,8 @@ def test_real_kohya_layouts_map_onto_the_real_models(config_name, family, tmp_pa
     assert info.layout == "kohya" and info.layers == found
     lora.check_fits(info, lora.source_shape(ModelSource("folder", str(folder), config_name)))
     other = {"sd15": "sdxl-base", "sdxl-base": "sd15"}[config_name]
-    with pytest.raises(ModelError, match=rf"^real\.safetensors is a LoRA for {'SDXL' if family == 'sdxl' else 'SD 1.x'}"):
+    theirs = "SDXL" if family == "sdxl" else "SD 1.x"
+    with pytest.raises(ModelError, match=rf"^real\.safetensors is a LoRA for {theirs}"):
         lora.check_fits(info, lora.source_shape(ModelSource("folder", str(folder.parent / other), other)))
 
 
@@ -390,7 +391,8 @@ def test_checks_need_no_torch_for_safetensors(tiny_sd15_folder, sd15_loras):
             "from backend import Img2ImgRequest\n"
             "from backend.steering import LoraRef\n"
             "import numpy as np\n"
-            "r = Img2ImgRequest(image=np.zeros((8, 8, 4), np.uint8), model=sys.argv[1], loras=(LoraRef('style-kohya'),))\n"
+            "r = Img2ImgRequest(image=np.zeros((8, 8, 4), np.uint8), model=sys.argv[1],\n"
+            "                   loras=(LoraRef('style-kohya'),))\n"
             "lora.check(r, resolve(sys.argv[1]))\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     from backend.paths import ROOT
