@@ -12,6 +12,7 @@ with the job after every change.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from backend.errors import BackendError
@@ -70,6 +71,17 @@ class Controller:
         job.spec, job.request, job.doc, job.prompt = spec, request, doc, common.prompt
         self._changed(job)
         return job_id
+
+    def recommended(self, operation: str, model: str, settings):
+        """``settings`` with the model's recommendations (its ``latent_studio.json``) for the settings that
+        take them: what the docker starts from, as the CLI and the studio do."""
+        try:
+            info = self.engine.model_info(model)
+        except BackendError:
+            return settings
+        open_ = {f.name for f in dataclasses.fields(settings) if f.metadata.get("recommended")}
+        changes = {name: value for op, name, value in info.recommended if op == operation and name in open_}
+        return dataclasses.replace(settings, **changes)
 
     def cancel(self, job_id: int | None = None) -> None:
         """Cancels ``job_id``, or every queued and running job."""

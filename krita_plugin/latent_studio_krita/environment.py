@@ -89,7 +89,11 @@ def activate(record: dict, placement: Placement) -> None:
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
-    if placement.kind != IN_PROCESS:
+    if placement.kind == IN_PROCESS:
+        # Triton's own LLVM crashes Krita when torch._dynamo loads it (Debian's Krita 5.1.5: a segmentation fault
+        # in libtriton); the engine compiles nothing, so torch is told there is no Triton.
+        sys.modules.setdefault("triton", None)
+    else:
         try:
             import numpy  # noqa: F401  the remote client's images and the plugin's pixels
             import PIL  # noqa: F401
