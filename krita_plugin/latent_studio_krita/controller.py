@@ -107,8 +107,9 @@ class Controller:
         if job is None or not job.results:
             return None
         index = self.selected if index is None else index
-        self._preview(job.doc).remove()
-        node = apply_result(job.doc, job.spec, job.request, job.results[index], job.prompt)
+        if self._preview(job.doc).rect != tuple(job.results[index].rect):
+            self.select(index)  # the preview layer shows this variation, and becomes its layer
+        node = apply_result(job.doc, job.spec, job.request, job.results[index], job.prompt, self._preview(job.doc))
         job.applied.append(index)
         if job.spec.scales_document:  # the document is scaled now: its other variations no longer fit
             self.variations = None

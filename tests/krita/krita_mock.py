@@ -1,7 +1,7 @@
 """A small stand-in for Krita's ``krita`` Python module: the parts of Document, Node and Selection the
 plugin calls, over numpy arrays (8-bit pixels handed out as BGRA bytes, like Krita's). ``Document.journal``
-lists the steps Krita would put on its undo stack: adding or removing a node in the document, and writing
-pixels into a node that is in it."""
+lists the steps Krita puts on its undo stack, as seen in Krita 5.1.5 (tools/krita_docker_shot.py): adding or
+removing a node in the document and scaling the image; ``setPixelData`` and ``setName`` are not undo steps."""
 from __future__ import annotations
 
 import itertools
@@ -79,9 +79,10 @@ class Node:
         H, W = self.pixels.shape[:2]
         x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
         self.pixels[y0:y1, x0:x1] = bgra[y0 - y:y1 - y, x0 - x:x1 - x][..., [2, 1, 0, 3]]
-        if self._attached():
-            self._doc.journal.append(("pixels", self._name))
         return True
+
+    def setName(self, name):
+        self._name = name
 
     def addChildNode(self, child, above):
         index = len(self.children) if above is None else self.children.index(above) + 1
@@ -89,6 +90,7 @@ class Node:
         child.parent = self
         if self._attached():
             self._doc.journal.append(("add", child._name))
+            self._doc._active = child  # as Krita does: the new layer becomes the active one
         return True
 
     def remove(self):

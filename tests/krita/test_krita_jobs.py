@@ -65,7 +65,7 @@ def test_previews_show_in_a_temporary_layer_that_cancel_removes(setup):
     engine.hold()
     job = controller.generate(doc, "inpaint", COMMON, settings("inpaint"))
     gui.run_until(lambda e: type(e).__name__ == "Preview")
-    assert names(doc) == ["Background", PREVIEW_NAME]
+    assert names(doc) == ["Background", PREVIEW_NAME] and doc.activeNode().name() == "Background"
     assert controller.jobs[job].state == "running" and controller.jobs[job].total > 0
     controller.cancel(job)
     engine.release()
@@ -81,12 +81,11 @@ def test_a_result_offers_its_variations_and_applying_one_is_one_layer_and_one_st
     assert controller.variations.id == job and len(controller.variations.results) == 3
     assert names(doc) == ["Background", PREVIEW_NAME]  # the first variation, previewed
     controller.select(2)
-    journal = len(doc.journal)
     node = controller.apply()
     chosen = controller.jobs[job].results[2]
     assert names(doc) == ["Background", node.name()] and node.name().endswith(f"seed {chosen.seed}")
-    assert chosen.seed == 42
-    assert doc.journal[journal:] == [("remove", PREVIEW_NAME), ("add", node.name())]  # the apply: one step
+    assert chosen.seed == 42 and doc.activeNode().name() == "Background"
+    assert doc.journal == [("add", PREVIEW_NAME)]  # the whole job: one step in Krita's history, the layer's
     flat = doc.projection()
     x, y, w, h = chosen.rect
     outside = np.ones(image.shape[:2], bool)
@@ -104,6 +103,16 @@ def test_a_failed_job_says_its_sentence_and_leaves_no_preview(setup):
     assert isinstance(gui.run_until(lambda e: isinstance(e, TERMINAL)), Failed)
     assert controller.jobs[job].message == "The model ran out of memory: use fewer variations."
     assert names(doc) == ["Background"] and np.array_equal(doc.projection(), image)
+
+
+def test_applying_two_variations_of_one_job_gives_two_layers(setup):
+    controller, gui, engine, doc, image, _ = setup
+    controller.generate(doc, "inpaint", COMMON, settings("inpaint"))
+    gui.run_until(lambda e: isinstance(e, TERMINAL))
+    first, second = controller.apply(0), controller.apply(1)
+    assert names(doc) == ["Background", first.name(), second.name()]
+    assert first.name().endswith("seed 40") and second.name().endswith("seed 41")
+    assert not np.array_equal(first.pixels, second.pixels)
 
 
 def test_discard_removes_the_preview_and_applies_nothing(setup):
