@@ -45,6 +45,7 @@ class PreviewLayer:
             node.setPixelData(pixels, x, y, w, h)
             self.doc.rootNode().addChildNode(node, None)
             if active is not None:  # Krita makes a new layer the active one: the painter keeps theirs
+                self.doc.waitForDone()  # (once the layer is in: else the Layers docker selects it afterwards)
                 self.doc.setActiveNode(active)
             self.node, self.rect = node, (x, y, w, h)
         else:

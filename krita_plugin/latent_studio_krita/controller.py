@@ -19,7 +19,7 @@ from backend.errors import BackendError
 from backend.events import Cancelled, Failed, Preview, Progress, Result, Started
 from operations import NothingToDo
 
-from .apply import PreviewLayer, apply_result
+from .apply import PreviewLayer, apply_result, remove_stale_previews
 from .build import build_request
 from .document import KritaDocument
 
@@ -62,6 +62,8 @@ class Controller:
         if doc is None:
             raise NothingToDo("Open or create an image first.")
         spec, request = build_request(KritaDocument(doc), operation, common, settings)
+        if self._preview_layer is None or self._preview_layer.node is None:
+            remove_stale_previews(doc)  # left by a Krita that stopped mid-job, or saved with one
         try:
             self.engine.check(request)
         except BackendError as exc:

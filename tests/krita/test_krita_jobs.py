@@ -156,3 +156,11 @@ def test_stale_preview_layers_are_found_and_removed():
     doc = Document(w=8, h=8)
     doc.rootNode().addChildNode(doc.createNode(PREVIEW_NAME, "paintlayer"), None)
     assert remove_stale_previews(doc) == 1 and names(doc) == ["Background"]
+
+
+def test_a_preview_layer_left_in_a_saved_file_goes_at_the_next_job(setup):
+    controller, gui, engine, doc, image, _ = setup
+    doc.rootNode().addChildNode(doc.createNode(PREVIEW_NAME, "paintlayer"), None)
+    controller.generate(doc, "inpaint", COMMON, settings("inpaint"))
+    gui.run_until(lambda e: isinstance(e, TERMINAL))
+    assert names(doc).count(PREVIEW_NAME) == 1  # the new job's own preview only
