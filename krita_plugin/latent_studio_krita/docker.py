@@ -70,6 +70,7 @@ def _editor(f, m, value):
         widget = QtWidgets.QLineEdit()
         if m.get("default_text"):
             widget.setPlaceholderText(m["default_text"])
+    widget.setMinimumWidth(60)
     _write(widget, value)
     return widget
 
@@ -129,6 +130,7 @@ class LatentStudioDocker(DockWidget):
         self.panel_layout.setContentsMargins(0, 0, 0, 0)
         scroll.setWidget(self.panel)
         scroll.setMinimumHeight(240)  # the settings stay usable when the docker shares its column
+        scroll.setHorizontalScrollBarPolicy(enum(Qt, "ScrollBarPolicy.ScrollBarAlwaysOff"))  # fields narrow instead
         outer.addWidget(scroll, 1)
 
         buttons = QtWidgets.QHBoxLayout()
