@@ -50,6 +50,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="the .ora file to write")
     p.add_argument("--image", default=str(SELFTEST_IMAGE),
                    help="the image to open (default: a 256x192 photo bundled with the plugin)")
+    p.add_argument("--operation", choices=("inpaint", "outpaint", "img2img", "upscale"), default="inpaint",
+                   help="inpaint the selected middle (default); outpaint a canvas extended on the left; img2img the "
+                        "active layer; upscale by 2")
     p.add_argument("--steps", type=int, default=8, help="denoising steps (default 8)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before giving up (default 300)")
@@ -179,7 +182,8 @@ def _selftest(args) -> int:
         raise KritaCommandError(f"The image {args.image} does not exist: check the name.")
     with tempfile.TemporaryDirectory(prefix="latent-studio-krita-selftest-") as tmp:
         status_file = Path(tmp) / "status.json"
-        spec = {"image": str(image), "out": str(out), "status": str(status_file), "steps": args.steps, "seed": 0,
+        spec = {"image": str(image), "out": str(out), "status": str(status_file), "operation": args.operation,
+                "steps": args.steps, "seed": 0,
                 "threads": args.threads, "timeout": args.timeout, "record": environment_record()}
         env = dict(os.environ, PYTHONPATH=str(HERE), LATENT_STUDIO_SELFTEST=json.dumps(spec),
                    OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
@@ -213,6 +217,7 @@ def _selftest(args) -> int:
             print(status["details"], file=sys.stderr)
         return 1
     job = status["seconds"]
-    print(f"Krita added the layer {status['layer']!r} over the selection {tuple(status['selection'])} and saved "
-          f"{out} ({seconds:.1f} s in all: the job {job['job']:.1f} s; {status['placement']}).")
+    where = f" over {tuple(status['area'])}" if status.get("area") else ""
+    print(f"Krita added the layer {status['layer']!r}{where} to a {status['size'][0]}x{status['size'][1]} document "
+          f"and saved {out} ({seconds:.1f} s in all: the job {job['job']:.1f} s; {status['placement']}).")
     return 0

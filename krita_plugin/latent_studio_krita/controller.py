@@ -56,12 +56,13 @@ class Controller:
         self._preview_layer: PreviewLayer | None = None  # one at a time: jobs run one after another
 
     # --- the docker's actions (GUI thread) -----------------------------------------------------
-    def generate(self, doc, operation: str, common, settings) -> int:
-        """Builds the request from ``doc`` (a krita.Document) and submits it; raises NothingToDo with one
-        sentence (nothing in the document changed) when the document gives nothing to work on."""
+    def generate(self, doc, operation: str, common, settings, layer=None) -> int:
+        """Builds the request from ``doc`` (a krita.Document; ``layer``: the layer to vary, default the active
+        one) and submits it; raises NothingToDo with one sentence (nothing in the document changed) when the
+        document gives nothing to work on."""
         if doc is None:
             raise NothingToDo("Open or create an image first.")
-        spec, request = build_request(KritaDocument(doc), operation, common, settings)
+        spec, request = build_request(KritaDocument(doc, layer), operation, common, settings)
         if self._preview_layer is None or self._preview_layer.node is None:
             remove_stale_previews(doc)  # left by a Krita that stopped mid-job, or saved with one
         try:

@@ -55,8 +55,9 @@ class KritaSelection:
 class KritaDocument:
     """``doc``: a ``krita.Document``. Pixels are read when asked (on the GUI thread), as copies."""
 
-    def __init__(self, doc):
+    def __init__(self, doc, layer=None):
         self.doc = doc
+        self._layer = layer  # the layer to vary, where Krita has no active one (kritarunner has no view)
         self.bounds = Rect(0, 0, doc.width(), doc.height())
         self.selection = KritaSelection(doc.selection(), self.bounds)
 
@@ -69,7 +70,7 @@ class KritaDocument:
         return bgra_to_rgba(self.doc.pixelData(r.x, r.y, r.w, r.h), r.w, r.h)
 
     def active_layer(self):
-        return self.doc.activeNode()
+        return self._layer if self._layer is not None else self.doc.activeNode()
 
     def layer_pixels(self, node, rect: Rect) -> np.ndarray:
         return bgra_to_rgba(node.pixelData(rect.x, rect.y, rect.w, rect.h), rect.w, rect.h)

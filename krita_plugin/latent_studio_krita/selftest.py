@@ -9,6 +9,7 @@ record (the environment, as install-krita-plugin records it).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -56,11 +57,19 @@ def run(spec: dict) -> dict:
     if doc is None:
         return {"ok": False, "error": f"Krita could not open {spec['image']}."}
     doc.waitForDone()
+    operation = spec.get("operation", "inpaint")
     w, h = doc.width(), doc.height()
-    box = (w // 3, h // 3, w // 3, h // 3)
-    selection = Selection()
-    selection.select(*box, 255)
-    doc.setSelection(selection)
+    box = None
+    if operation == "inpaint":  # the middle third selected
+        box = (w // 3, h // 3, w // 3, h // 3)
+        selection = Selection()
+        selection.select(*box, 255)
+        doc.setSelection(selection)
+    elif operation == "outpaint":  # the canvas extended on the left, as Image ▸ Resize Canvas does
+        extend = max(8, w // 8)
+        doc.resizeImage(-extend, 0, w + extend, h)
+        doc.waitForDone()
+        box = (0, 0, extend, h)
     before = [n.name() for n in doc.topLevelNodes()]
 
     factory, stop = engine_for(placement, record, threads=spec.get("threads") or None, preview_interval=0.05)
@@ -79,8 +88,11 @@ def run(spec: dict) -> dict:
     loaded = time.monotonic()
     try:
         common = CommonSettings(steps=int(spec.get("steps", 8)), seed=int(spec.get("seed", 0)), count=1)
-        settings = controller.recommended("inpaint", "", SPECS["inpaint"].default_settings())
-        job_id = controller.generate(doc, "inpaint", common, settings)
+        settings = controller.recommended(operation, "", SPECS[operation].default_settings())
+        if operation == "upscale":
+            settings = dataclasses.replace(settings, scale=2)
+        layer = doc.topLevelNodes()[0] if operation == "img2img" else None  # kritarunner has no active layer
+        job_id = controller.generate(doc, operation, common, settings, layer)
         QtCore.QTimer.singleShot(int(spec.get("timeout", 300) * 1000), loop.quit)
         exec_(loop)
         job = controller.jobs[job_id]
@@ -101,7 +113,7 @@ def run(spec: dict) -> dict:
         stop()
     return {"ok": bool(saved) and node is not None and len(after) == len(before) + 1,
             "saved": bool(saved), "layers_before": before, "layers_after": after, "layer": node.name(),
-            "selection": box, "seed": job.results[0].seed, "preview_layer_seen": seen["preview_layer"],
+            "operation": operation, "area": box, "size": [doc.width(), doc.height()], "seed": job.results[0].seed, "preview_layer_seen": seen["preview_layer"],
             "placement": placement.label, "seconds": {"setup": round(loaded - started, 2),
                                                       "job": round(generated - loaded, 2),
                                                       "total": round(time.monotonic() - started, 2)}}

@@ -55,3 +55,19 @@ def test_krita_inpaints_the_selection_through_the_plugin_and_saves_an_ora(tmp_pa
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert np.array_equal(np.asarray(Image.open(tmp_path / "cli.png").convert("RGBA")), merged)
+
+
+def test_krita_outpaints_a_canvas_extended_on_the_left_and_keeps_the_photo_where_it_was(tmp_path):
+    out = tmp_path / "outpaint.ora"
+    done = subprocess.run([sys.executable, "main.py", "krita-selftest", "--operation", "outpaint", "--out", str(out),
+                           "--steps", "4"], cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with zipfile.ZipFile(out) as z:
+        layers = [layer.get("name") for layer in ElementTree.fromstring(z.read("stack.xml")).iter("layer")]
+        merged = np.asarray(Image.open(io.BytesIO(z.read("mergedimage.png"))).convert("RGBA"))
+    source = np.asarray(Image.open(PHOTO).convert("RGBA"))
+    extend = source.shape[1] // 8  # the self-test's extension: an eighth of the width, on the left
+    assert layers == ["Outpaint · seed 0", "Background"] and merged.shape == (192, 256 + extend, 4)
+    assert (merged[:, :extend, 3] == 255).all()  # the new strip is painted
+    overlap = 48  # outpaint's default band of the old image blended into the new
+    assert np.array_equal(merged[:, extend + overlap:], source[:, overlap:])
