@@ -349,4 +349,4 @@ _KRITA_LABELS = {"outpaint": "Outpaint (canvas extended by Resize Canvas)", "img
 
 def register() -> None:
     Krita.instance().addDockWidgetFactory(
-        DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, LatentStudioDocker))
+        DockWidgetFactory(DOCKER_ID, enum(DockWidgetFactoryBase, "DockPosition.DockRight"), LatentStudioDocker))
