@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "cli.generate",
     "cli.training",
     "cli.serve",
+    "krita_plugin.commands",
 )
 
 
