@@ -173,7 +173,9 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         kwargs.update(image=init, strength=s.strength)
     if mask_image is not None:
         kwargs["mask_image"] = mask_image
-    kwargs.update(steering.region_kwargs(kind, rect, (work_w, work_h), pixels, soft))
+    # A 9-channel model runs every kind through its inpaint pipeline: the steering kwargs are that one's.
+    kwargs.update(steering.region_kwargs("inpaint" if model.is_inpainting else kind, rect, (work_w, work_h),
+                                         pixels, soft))
     hooks = _install_cancel_hooks(pipe.unet, ctx)
     try:
         out = pipe(**kwargs).images[0]

@@ -178,6 +178,10 @@ def check(request: UpscaleRequest) -> None:
         check_upscaler_folder(source, allow_pickle=request.allow_pickle)
     check_scale(source, request.scale)
     memory.check_output_fits(w, h, request.scale)
+    if request.controls:  # tile controls only, on the refine pass
+        from ..steering.control import check as check_controls
+
+        check_controls(request)
     if request.refine:
         check_model(request)
 
