@@ -2,7 +2,7 @@
 
 Contract (used by :mod:`backend.steering.job`):
 
-    check(request) -> None                        # no torch: files found, allowed, of a known layout
+    check(request) -> sources                     # no torch: files found, allowed, of the model's family
     prepare(ctx, model, request) -> (prepared, controlnet, notes)
     region_kwargs(prepared, origin, rect, work_size, pixels, soft) -> dict
 
@@ -91,10 +91,6 @@ class PreparedControl:
     kind: str
     image: np.ndarray | None  # RGB uint8 over the request's image, None: each region's own pixels
 
-    @property
-    def what(self) -> str:
-        return _label(self.control)
-
 
 # --- finding and checking (no torch) --------------------------------------------------------------
 
@@ -114,17 +110,19 @@ def _stat_key(path: Path) -> tuple:
     return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def resolve(ref: str, *, allow_pickle: bool = False) -> ControlNetSource:
-    """A ControlNet reference as a checked source (no torch, no weights read; an allowed pickle is
-    converted once to a cached ``.safetensors``). Raises ModelError with one sentence."""
+def resolve(ref: str, *, allow_pickle: bool = False, layout: bool = True) -> ControlNetSource:
+    """A ControlNet reference as a checked source: found, allowed, its config's class, its family; with
+    ``layout``, its tensor table mapped onto its config (:func:`check_layout`: torch's meta device,
+    diffusers' converter). No weights are read; without ``layout`` no torch is imported either (bar
+    opening an allowed pickle, converted once to a cached ``.safetensors``). Raises ModelError."""
     folder = steering_dir("controlnets")
     path = find_model_file(ref, (folder,), (".safetensors",) + PICKLE_SUFFIXES)
     if path.is_dir():
-        return _folder_source(path, allow_pickle)
+        return _folder_source(path, allow_pickle, layout)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".safetensors":
-            return _single_file_source(path, path)
+            return _single_file_source(path, path, layout)
         if suffix in PICKLE_SUFFIXES:
             if not allow_pickle:
                 raise ModelError(f"The ControlNet {path.name} is a pickle file, which can run code when opened, so it "
@@ -132,7 +130,7 @@ def resolve(ref: str, *, allow_pickle: bool = False) -> ControlNetSource:
                                  "(--allow-pickle).")
             from ..models import _pickle_to_safetensors
 
-            return _single_file_source(_pickle_to_safetensors(path), path)
+            return _single_file_source(_pickle_to_safetensors(path), path, layout)
         raise ModelError(f"{path.name} is not a ControlNet file Latent Studio can load: use a .safetensors file or a "
                          "diffusers folder.")
     raise ModelError(f"The ControlNet {ref!r} was not found: give a diffusers folder or a .safetensors file, or put "
@@ -142,12 +140,13 @@ def resolve(ref: str, *, allow_pickle: bool = False) -> ControlNetSource:
 def _check_config(config: dict, where: str) -> dict:
     cls = config.get("_class_name")
     if cls not in CONTROLNET_CLASSES:
-        raise ModelError(f"{where} describes a {cls if isinstance(cls, str) else 'model of no class'}, not a "
-                         "ControlNetModel, so it is refused: choose a ControlNet for Stable Diffusion 1.x, 2.x or XL.")
+        named = f"the class {cls!r}" if isinstance(cls, str) else "no class"
+        raise ModelError(f"{where} names {named}, not ControlNetModel, so it is refused: choose a ControlNet for "
+                         "Stable Diffusion 1.x, 2.x or XL.")
     return config
 
 
-def _folder_source(folder: Path, allow_pickle: bool) -> ControlNetSource:
+def _folder_source(folder: Path, allow_pickle: bool, layout: bool) -> ControlNetSource:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise ModelError(f"The folder {folder.name} is not a diffusers ControlNet (it has no config.json): choose the "
@@ -156,7 +155,9 @@ def _folder_source(folder: Path, allow_pickle: bool) -> ControlNetSource:
     for name in _WEIGHT_NAMES:
         weights = folder / name
         if weights.is_file():
-            check_layout({k: v["shape"] for k, v in read_header(weights).items()}, config, weights.name)
+            header = read_header(weights)
+            if layout:
+                check_layout({k: v["shape"] for k, v in header.items()}, config, weights.name)
             return ControlNetSource("folder", folder, folder.name, config, None, _stat_key(weights),
                                     "fp16" if ".fp16." in name else None)
     pickles = [folder / n for n in _PICKLE_NAMES if (folder / n).is_file()]
@@ -185,7 +186,7 @@ def _file_width(shapes: dict) -> tuple[int | None, bool]:
     return width, text_time
 
 
-def _single_file_source(path: Path, named: Path) -> ControlNetSource:
+def _single_file_source(path: Path, named: Path, layout: bool) -> ControlNetSource:
     shapes = {k: v["shape"] for k, v in read_header(path).items()}
     sidecar = named.with_name(named.stem + ".config")
     if (sidecar / "config.json").is_file():
@@ -203,7 +204,8 @@ def _single_file_source(path: Path, named: Path) -> ControlNetSource:
                              f"{named.stem}.config/.")
         config_folder = MODEL_CONFIGS / folder
     config = _check_config(read_config(config_folder / "config.json"), f"{config_folder.name}/config.json")
-    check_layout(shapes, config, named.name)
+    if layout:
+        check_layout(shapes, config, named.name)
     return ControlNetSource("single_file", path, named.stem, config, config_folder, _stat_key(path))
 
 
@@ -293,9 +295,30 @@ def check_family(source: ControlNetSource, unet_config, model_name: str) -> None
                          f"{model_name} is an {theirs} model: choose a ControlNet made for {theirs} models.")
 
 
-def check(request) -> list[ControlNetSource]:
-    """The checks that need no weights: every control's ControlNet found, allowed and of a known
-    layout; an upscale takes tile controls only, on its refine pass. Returns the sources."""
+def model_unet_config(ref: str) -> dict | None:
+    """The UNet config of the request's model, read from its folder or its family's shipped config
+    (no torch); None when that cannot be known before loading it (a hub model, a model not found)."""
+    from ..errors import BackendError
+    from ..models import resolve as resolve_model, single_file_config
+
+    try:
+        source = resolve_model(ref)
+        if source.kind == "folder":
+            path = source.path / "unet" / "config.json"
+        elif source.kind == "single_file":
+            path = single_file_config(source.path)[1] / "unet" / "config.json"
+        else:
+            return None
+        return read_config(path) if path.is_file() else None
+    except BackendError:  # the model's own check says what is wrong with it
+        return None
+
+
+def check(request, *, layout: bool = False, family: bool = True) -> list[ControlNetSource]:
+    """The checks that need no weights: every control's ControlNet found, allowed, of the model's
+    family (when its config can be read without loading it); an upscale takes tile controls only, on
+    its refine pass. No torch unless ``layout`` (see :func:`resolve`). Returns the sources. (The job
+    checks the family against the model it loaded: ``family=False``.)"""
     if getattr(request, "operation", "") == "upscale" and request.controls:
         if not getattr(request, "refine", False):
             raise InvalidRequest("Controls steer the refine pass of an upscale: turn refine on, or remove the "
@@ -305,7 +328,14 @@ def check(request) -> list[ControlNetSource]:
                 raise InvalidRequest(f"The control {_label(control)!r} is a {control.resolved_kind} control, but an "
                                      "upscale's refine takes tile controls only (each tile follows its own pixels): "
                                      "use a tile ControlNet, or remove it.")
-    return [resolve(control.model, allow_pickle=request.allow_pickle) for control in request.controls]
+    sources = [resolve(c.model, allow_pickle=request.allow_pickle, layout=layout) for c in request.controls]
+    unet = model_unet_config(request.model) if sources and family else None
+    if unet is not None:
+        from ..models import resolve as resolve_model
+
+        for source in sources:
+            check_family(source, unet, resolve_model(request.model).name)
+    return sources
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -506,7 +536,7 @@ def _prepare_image(ctx, model, request, control: Control, kind: str, notes: list
 def prepare(ctx, model, request):
     """Loads (or reuses) the request's ControlNets on ``model`` and makes their control images;
     returns (prepared controls in the request's order, the ControlNet(s) for the pipelines, notes)."""
-    sources = check(request)
+    sources = check(request, layout=True, family=False)
     unet_config = model.inpaint.unet.config
     for source in sources:
         check_family(source, unet_config, model.name)

@@ -258,9 +258,36 @@ def test_a_file_that_is_no_controlnet_is_refused(tmp_path):
     folder = tmp_path / "not-a-controlnet"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"_class_name": "os.system"}))
-    with pytest.raises(ModelError, match=r"^not-a-controlnet/config\.json describes a os\.system, not a "
-                                         r"ControlNetModel"):
+    with pytest.raises(ModelError, match=r"^not-a-controlnet/config\.json names the class 'os\.system', not "
+                                         r"ControlNetModel, so it is refused: .*\.$"):
         ctl.resolve(str(folder))
+
+
+def test_the_check_before_the_job_imports_no_torch_and_refuses_another_family(tiny_cn, tiny_sd15_folder):
+    """``engine.check`` runs on the caller's thread (the GUI's): it must not import torch."""
+    import subprocess
+    import sys
+
+    from backend.paths import ROOT
+
+    code = (
+        "import sys, numpy as np\n"
+        "from backend.ops.img2img import Img2ImgRequest\n"
+        "from backend.steering import Control, control\n"
+        "from backend.errors import ModelError\n"
+        "img = np.zeros((64, 64, 4), np.uint8); img[..., 3] = 255; img[8:12, :, :3] = 255\n"
+        f"def request(net): return Img2ImgRequest(image=img, model={str(tiny_sd15_folder)!r}, "
+        "controls=(Control(net, img, 'scribble'),))\n"
+        f"assert control.check(request({str(tiny_cn['sd15_ldm'])!r}))[0].config['cross_attention_dim'] == 32\n"
+        f"bad = request({str(tiny_cn['sdxl'])!r})\n"
+        "try:\n    control.check(bad)\nexcept ModelError as e:\n    print(e)\n"
+        "print('torch' in sys.modules, 'diffusers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    refusal, modules = out.stdout.strip().splitlines()
+    assert refusal.startswith("The ControlNet cn-sdxl is made for SDXL models, but the model sd15-4ch-diffusers is an")
+    assert modules == "False False"
 
 
 # --- full-size layouts (shapes only, nothing allocated) ----------------------------------------------
