@@ -27,14 +27,15 @@ class Operation(NamedTuple):
 
 
 def check_model(request: GenerationRequest) -> None:
-    """The model exists, is allowed and loadable offline; the request's LoRAs and embeddings exist, are
-    allowed and fit it (no torch, no weights read)."""
+    """The model exists, is allowed and loadable offline; the request's LoRAs, embeddings and ControlNets
+    exist, are allowed and fit it (no torch, no weights read)."""
     from ..models import preflight
-    from ..steering import embeddings, lora
+    from ..steering import control, embeddings, lora
 
     source = preflight(request.model, allow_pickle=request.allow_pickle)
     lora.check(request, source)
     embeddings.check(request, source)
+    control.check(request)
 
 
 def diffusion_total(request: GenerationRequest) -> int:

@@ -178,10 +178,9 @@ def check(request: UpscaleRequest) -> None:
         check_upscaler_folder(source, allow_pickle=request.allow_pickle)
     check_scale(source, request.scale)
     memory.check_output_fits(w, h, request.scale)
-    if request.controls:  # tile controls only, on the refine pass
-        from ..steering.control import check as check_controls
+    from ..steering.control import check_upscale
 
-        check_controls(request)
+    check_upscale(request)  # tile controls only, on the refine pass (whose model check checks their files)
     if request.refine:
         check_model(request)
 

@@ -3,6 +3,7 @@
 Contract (used by :mod:`backend.steering.job`):
 
     check(request) -> sources                     # no torch: files found, allowed, of the model's family
+                                                  # (every operation's check_model calls it)
     prepare(ctx, model, request) -> (prepared, controlnet, notes)
     region_kwargs(prepared, origin, rect, work_size, pixels, soft) -> dict
 
@@ -277,8 +278,8 @@ def check_layout(shapes: dict, config: dict, name: str) -> None:
     if leftover:
         family = family_label(config.get("cross_attention_dim"), config.get("addition_embed_type"))
         raise ModelError(f"{name} has {len(leftover)} weights that an {family} ControlNet does not have "
-                         f"(`{leftover[0]}`…): it is another kind of file, or a ControlNet of an unusual architecture "
-                         f"whose diffusers config folder belongs beside it as {Path(name).stem}.config/.")
+                         f"(`{leftover[0]}`…): it is another kind of file, or a ControlNet of an unusual "
+                         f"architecture whose diffusers config folder belongs beside it as {Path(name).stem}.config/.")
     if wrong:
         k = wrong[0]
         raise ModelError(f"{name} has `{k}` of shape {list(converted[k].shape)} where its config needs "
@@ -314,20 +315,26 @@ def model_unet_config(ref: str) -> dict | None:
         return None
 
 
+def check_upscale(request) -> None:
+    """An upscale's controls steer its refine pass, and only tile controls can: each refine tile
+    follows its own pixels (raises InvalidRequest with one sentence)."""
+    if getattr(request, "operation", "") != "upscale" or not request.controls:
+        return
+    if not getattr(request, "refine", False):
+        raise InvalidRequest("Controls steer the refine pass of an upscale: turn refine on, or remove the controls.")
+    for control in request.controls:
+        if control.resolved_kind != "tile":
+            raise InvalidRequest(f"The control {_label(control)!r} is a {control.resolved_kind} control, but an "
+                                 "upscale's refine takes tile controls only (each tile follows its own pixels): use "
+                                 "a tile ControlNet, or remove it.")
+
+
 def check(request, *, layout: bool = False, family: bool = True) -> list[ControlNetSource]:
     """The checks that need no weights: every control's ControlNet found, allowed, of the model's
     family (when its config can be read without loading it); an upscale takes tile controls only, on
     its refine pass. No torch unless ``layout`` (see :func:`resolve`). Returns the sources. (The job
     checks the family against the model it loaded: ``family=False``.)"""
-    if getattr(request, "operation", "") == "upscale" and request.controls:
-        if not getattr(request, "refine", False):
-            raise InvalidRequest("Controls steer the refine pass of an upscale: turn refine on, or remove the "
-                                 "controls.")
-        for control in request.controls:
-            if control.resolved_kind != "tile":
-                raise InvalidRequest(f"The control {_label(control)!r} is a {control.resolved_kind} control, but an "
-                                     "upscale's refine takes tile controls only (each tile follows its own pixels): "
-                                     "use a tile ControlNet, or remove it.")
+    check_upscale(request)
     sources = [resolve(c.model, allow_pickle=request.allow_pickle, layout=layout) for c in request.controls]
     unet = model_unet_config(request.model) if sources and family else None
     if unet is not None:

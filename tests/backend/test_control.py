@@ -110,10 +110,11 @@ def test_line_drawings_become_white_lines_on_black_whatever_they_were_drawn_as()
     paper = white_on_black.copy()
     paper[..., :3] = 255 - paper[..., :3]  # dark lines on a light ground: inverted
     assert np.array_equal(ctl.lines(paper), expected)
-    strokes = np.zeros_like(white_on_black)  # red strokes on a transparent layer: their opacity is the line
-    strokes[8:11, :] = (200, 30, 30, 255)
-    out = ctl.lines(strokes)
-    assert (out[8:11] == 255).all() and (out[:8] == 0).all() and (out[11:] == 0).all()
+    for colour in ((200, 30, 30, 255), (0, 0, 0, 255)):  # strokes on a transparent layer: their opacity is the line
+        strokes = np.zeros_like(white_on_black)
+        strokes[8:11, :] = colour
+        out = ctl.lines(Control("cn", strokes, "scribble").image)
+        assert (out[8:11] == 255).all() and (out[:8] == 0).all() and (out[11:] == 0).all()
 
 
 def test_transparent_parts_count_as_black():
@@ -166,7 +167,7 @@ def test_empty_and_fully_transparent_control_layers_are_refused_with_a_sentence(
     black = np.zeros((64, 64, 4), np.uint8)
     black[..., 3] = 255
     for layer in (black, np.zeros((64, 64, 4), np.uint8)):
-        with pytest.raises(InvalidRequest, match=r"^The control layer 'sketch' is empty: paint the control .*"
+        with pytest.raises(InvalidRequest, match=r"^The control 'sketch' is empty: paint the control .*"
                                                  r"or remove the control\.$"):
             Control("cn", layer, "scribble", label="sketch")
 
@@ -550,6 +551,18 @@ def test_text_to_image_runs_the_controlnet_pipeline(tiny_model_cache, tiny_cn, f
     off = _txt2img(model, GenerationRequest(image=canvas, controls=(Control(net, scribble(), "scribble", 0.0),)))
     name = type(model.pipeline("txt2img", ctl.controlnet_for(model, [ctl.resolve(net)]))).__name__
     assert name == ("StableDiffusionControlNetPipeline" if family == "sd15" else "StableDiffusionXLControlNetPipeline")
+    assert np.abs(on.astype(int) - plain).mean() > 1 and np.array_equal(off, plain)
+
+
+def test_the_text_to_image_operation_follows_a_control(engine, recorder, tiny_sd15_folder, tiny_cn):
+    from backend.ops.txt2img import Txt2ImgRequest
+
+    base = dict(model=str(tiny_sd15_folder), prompt="a house", steps=3, seed=4)
+    plain = result(engine, recorder, Txt2ImgRequest.covering(64, 64, **base)).image
+    on = result(engine, recorder, Txt2ImgRequest.covering(
+        64, 64, controls=(cn(tiny_cn, "sd15", scribble(), "scribble"),), **base)).image
+    off = result(engine, recorder, Txt2ImgRequest.covering(
+        64, 64, controls=(cn(tiny_cn, "sd15", scribble(), "scribble", 0.0),), **base)).image
     assert np.abs(on.astype(int) - plain).mean() > 1 and np.array_equal(off, plain)
 
 
