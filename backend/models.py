@@ -166,6 +166,7 @@ class LoadedModel:
     info: dict = field(default_factory=dict)  # latent_studio.json of embedded models
     scheduler_config: dict = field(default_factory=dict)  # the model's own, before any sampler swap
     _previewers: dict = field(default_factory=dict)
+    ip_adapter_state: object = None  # steering.reference.LoadedAdapter while an IP-Adapter is loaded
 
     def previewer(self, tiny_decoder=None):
         """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""
