@@ -63,6 +63,7 @@ feature extractor then resizes and centre-crops as CLIP was trained.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -93,16 +94,60 @@ class PreparedReference:
     embeds: list  # diffusers' ip_adapter_image_embeds: one tensor for the one adapter, (batch, images, ...)
     count: int  # how many reference images
     notes: list = field(default_factory=list)
+    levels: int = 4  # the UNet's resolutions (len(block_out_channels)): where the masks are resized to
+    latent_scale: int = 8  # pixels per latent cell
 
     def kwargs(self, work_size=None) -> dict:
+        """``work_size``: the (width, height) the pipeline runs at; needed with several references."""
         out = {"ip_adapter_image_embeds": self.embeds}
         if self.count > 1:  # per-image weights: each image attends on its own through an all-ones mask
             import torch
 
-            w, h = work_size or (64, 64)
-            mask = torch.ones(1, self.count, max(1, h // 8), max(1, w // 8))
-            out["cross_attention_kwargs"] = {"ip_adapter_masks": [mask]}
+            h, w = ones_mask_shape(tuple(work_size or (64, 64)), self.levels, self.latent_scale)
+            out["cross_attention_kwargs"] = {"ip_adapter_masks": [torch.ones(1, self.count, h, w)]}
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def ones_mask_shape(work_size: tuple[int, int], levels: int, latent_scale: int = 8) -> tuple[int, int]:
+    """The (height, width) of an all-ones IP-Adapter mask that diffusers resizes to exactly each
+    attention layer's token count. Diffusers guesses a layer's grid from the mask's aspect ratio and
+    its token count; with the region's own ratio that guess misses on some long regions (about 1 in
+    30 working sizes, 1:3 and longer), which would leave a few tokens without the references (and
+    warn), so another shape whose guesses all hit is taken (checked with diffusers' own resizing; the
+    mask is uniform, so its shape means nothing else). Cached: a few ms, rarely most of a second."""
+    import warnings
+
+    import torch
+    from diffusers.image_processor import IPAdapterMaskProcessor
+
+    w, h = work_size
+    lh, lw = max(1, h // latent_scale), max(1, w // latent_scale)
+    counts = []
+    for _ in range(levels):  # each down block halves the grid, rounding up
+        counts.append(lh * lw)
+        lh, lw = (lh + 1) // 2, (lw + 1) // 2
+    lh, lw = max(1, h // latent_scale), max(1, w // latent_scale)
+
+    def fits(mh: int, mw: int) -> bool:
+        mask = torch.ones(1, mh, mw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                return all(IPAdapterMaskProcessor.downsample(mask, 1, n, 1).shape[1] == n for n in counts)
+            except (UserWarning, ZeroDivisionError, RuntimeError):
+                return False
+
+    if fits(lh, lw):
+        return lh, lw
+    import math
+
+    ratio = math.log(lw / lh)
+    for mh, mw in sorted(((a, b) for a in range(1, 65) for b in range(1, 65)),
+                         key=lambda ab: abs(math.log(ab[1] / ab[0]) - ratio)):
+        if fits(mh, mw):
+            return mh, mw
+    return lh, lw  # not met in practice (every working size from 256² to 1024² areas has one)
 
 
 @dataclass
@@ -579,4 +624,5 @@ def prepare(ctx, model, request) -> PreparedReference | None:
     images = [reference_image(r.image, fill) for r in request.references]
     with torch.no_grad():
         embeds = model.inpaint.prepare_ip_adapter_image_embeds([images], None, model.device, 1, _guided(model, request))
-    return PreparedReference(embeds, len(images), notes)
+    return PreparedReference(embeds, len(images), notes, levels=len(unet.config.block_out_channels),
+                             latent_scale=int(model.inpaint.vae_scale_factor))

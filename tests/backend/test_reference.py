@@ -172,6 +172,15 @@ def test_plus_adapter_takes_the_encoders_hidden_states(engine, recorder, files, 
     assert np.array_equal(zero, base)
 
 
+def test_without_guidance_the_embeddings_have_no_negative_half(engine, recorder, files, tiny_sd15_folder):
+    """At guidance 1 the pipelines run no classifier-free guidance, so the job's precomputed embeddings
+    must not carry the negative half (diffusers would split them and the batch would not fit)."""
+    base = image(engine, recorder, img2img(tiny_sd15_folder, guidance=1.0))
+    steered = image(engine, recorder, img2img(tiny_sd15_folder, guidance=1.0, references=[ref()],
+                                              ip_adapter=str(files.sd15)))
+    assert np.abs(steered.astype(int) - base).max() > 8
+
+
 def test_several_references_each_keep_their_own_weight(engine, recorder, files, tiny_sd15_folder):
     adapter = str(files.sd15)
     a_alone = image(engine, recorder, img2img(tiny_sd15_folder, references=[ref()], ip_adapter=adapter))
@@ -483,3 +492,27 @@ def test_a_reference_is_cropped_to_its_opaque_part_over_the_encoders_mean_colour
     assert (out[:, 3:5] == (122, 116, 104)).all()
     assert (out[:, :3] == (200, 10, 30)).all() and (out[[0, 1, 2, 4, 5], 5:] == (200, 10, 30)).all()
     assert np.abs(out[3, 6] - (161, 63, 67)).max() <= 1
+
+
+def test_the_several_references_mask_covers_every_token_of_a_long_region():
+    """Diffusers resizes an IP-Adapter mask by guessing each layer's grid from the mask's aspect ratio;
+    for a 136×496 region the region's own ratio misses at the deeper layers (tokens left without the
+    references, and a warning), the shape the engine sends hits at every layer."""
+    import warnings
+
+    import torch
+    from diffusers.image_processor import IPAdapterMaskProcessor
+
+    from backend.steering.reference import PreparedReference
+
+    counts = [62 * 17, 31 * 9, 16 * 5, 8 * 3]  # the SD UNet's four resolutions for 496×136 px
+    with pytest.warns(UserWarning, match="aspect ratio of the mask"):
+        IPAdapterMaskProcessor.downsample(torch.ones(1, 62, 17), 1, counts[2], 1)
+    prepared = PreparedReference(embeds=[torch.zeros(2, 2, 8)], count=2, levels=4, latent_scale=8)
+    mask = prepared.kwargs((136, 496))["cross_attention_kwargs"]["ip_adapter_masks"][0]
+    assert mask.shape[:2] == (1, 2) and bool((mask == 1).all())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for n in counts:
+            assert IPAdapterMaskProcessor.downsample(mask[:, 0], 1, n, 1).shape[1] == n
+    assert "cross_attention_kwargs" not in PreparedReference(embeds=[], count=1).kwargs((136, 496))
