@@ -167,6 +167,7 @@ class LoadedModel:
     scheduler_config: dict = field(default_factory=dict)  # the model's own, before any sampler swap
     _previewers: dict = field(default_factory=dict)
     controlnets: dict = field(default_factory=dict)  # steering.control's: the ControlNets loaded for this model
+    ip_adapter_state: object = None  # steering.reference.LoadedAdapter while an IP-Adapter is loaded
 
     def previewer(self, tiny_decoder=None):
         """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""

@@ -37,7 +37,7 @@ class Steering:
             if kind == "txt2img" and "control_image" in out:
                 out["image"] = out.pop("control_image")  # the text-to-image ControlNet pipeline's name for it
         if self.reference is not None:
-            out.update(self.reference.kwargs())
+            out.update(self.reference.kwargs(work_size))
         return out
 
 
@@ -60,5 +60,7 @@ def prepare(ctx, model, request) -> Steering:
         controls, controlnet, more = control.prepare(ctx, model, request)
         notes += more
     prepared = reference.prepare(ctx, model, request)
+    if prepared is not None:
+        notes += prepared.notes
     ctx.check_cancel()
     return Steering(tuple(request.control_area[:2]), tuple(controls), controlnet, prepared, notes)
