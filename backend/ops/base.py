@@ -27,15 +27,20 @@ class Operation(NamedTuple):
 
 
 def check_model(request: GenerationRequest) -> None:
-    """The model exists, is allowed and loadable offline; the request's LoRAs, embeddings and ControlNets
-    exist, are allowed and fit it (no torch, no weights read)."""
+    """The model exists, is allowed and loadable offline; the request's LoRAs, embeddings, ControlNets and
+    IP-Adapter exist, are allowed and fit it (no torch, no weights read)."""
     from ..models import preflight
-    from ..steering import control, embeddings, lora
+    from ..steering import control, embeddings, lora, reference
 
     source = preflight(request.model, allow_pickle=request.allow_pickle)
     lora.check(request, source)
     embeddings.check(request, source)
     control.check(request)
+    if request.references:
+        checked = reference.check_files(request)
+        shape = lora.source_shape(source)
+        if shape is not None and shape.cross_width:
+            reference.check_family(checked, source.name, shape.cross_width, shape.family)
 
 
 def diffusion_total(request: GenerationRequest) -> int:

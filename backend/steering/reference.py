@@ -581,6 +581,18 @@ def check_files(request) -> CheckedFiles:
     return CheckedFiles(adapter, kind, shapes, state_dict, encoder, config, weights)
 
 
+def check_family(checked: CheckedFiles, model_name: str, cross_width: int, family: str) -> None:
+    """Before the job, from the model's config alone: the adapter is of the model's family (the same
+    cross-attention width); one sentence naming both otherwise."""
+    ip = [s for k, s in checked.shapes.items() if k.startswith("ip_adapter.")]
+    theirs = int(ip[0][1]) if ip and len(ip[0]) > 1 else cross_width
+    if theirs != cross_width:
+        mine = family_name(cross_width, family)
+        raise ModelError(f"{checked.adapter.name} is an IP-Adapter for {family_name(theirs)} (cross-attention width "
+                         f"{theirs}), but the model {model_name} is {mine} (width {cross_width}): choose an IP-Adapter "
+                         f"made for {mine}.")
+
+
 def _loaded_key(request) -> tuple | None:
     """The key of the files the request names, from file stamps alone (no reading), or None when
     they cannot be found: then check_files says why."""

@@ -516,3 +516,17 @@ def test_the_several_references_mask_covers_every_token_of_a_long_region():
         for n in counts:
             assert IPAdapterMaskProcessor.downsample(mask[:, 0], 1, n, 1).shape[1] == n
     assert "cross_attention_kwargs" not in PreparedReference(embeds=[], count=1).kwargs((136, 496))
+
+
+def test_the_check_before_the_job_refuses_bad_adapters_and_another_family(files, tiny_sd15_folder, tmp_path):
+    """What the CLI runs before any job (exit 2): the adapter's files, and its family against the model's config."""
+    from backend.errors import ModelError
+    from backend.ops.base import check_model
+
+    check_model(img2img(tiny_sd15_folder, references=[ref()], ip_adapter=str(files.sd15)))  # fits: no error
+    with pytest.raises(ModelError, match=r"tiny-sdxl.safetensors is an IP-Adapter for .* \(cross-attention width 96\), "
+                                         r"but the model sd15-4ch-diffusers is SD 1.x/2.x \(width 32\): choose an "
+                                         r"IP-Adapter made for SD 1.x/2.x\.$"):
+        check_model(img2img(tiny_sd15_folder, references=[ref()], ip_adapter=str(files.sdxl)))
+    with pytest.raises(ModelError, match="pickle"):
+        check_model(img2img(tiny_sd15_folder, references=[ref()], ip_adapter=str(files.pickle)))
