@@ -6,7 +6,8 @@
 Figures:
   engine img2img job with one ControlNet / the raw diffusers ControlNet img2img call
       (same model, ControlNet, control image, size, steps, sampler, seed; interleaved, median)   goal <= 1.03
-  parameters in memory: the base model alone; with two ControlNets loaded; (IP-Adapter: its own line, later)
+  parameters in memory: the base model alone; with two ControlNets loaded; with an IP-Adapter and its image
+  encoder on top (weights shared across operations: every pipeline is the base's, made with from_pipe)
 
 The engine job is what the app runs: the request's ControlNet resolved and checked, taken from the model's
 cache, its control image made, the region diffused through the shared core (previews every 0.1 s, as the
@@ -180,7 +181,21 @@ def main() -> None:
         report("parameters: base model alone, MB", base / 2**20, "-")
         report("parameters: base + two ControlNets loaded, MB", both / 2**20, "-")
         report("parameters: base + two ControlNets / base alone", both / base, "reported")
-        print("  parameters: base + two ControlNets + IP-Adapter / base alone: (added with the IP-Adapter)")
+        # And an IP-Adapter with its image encoder (ViT-H-size with --full) on top of the two ControlNets.
+        import tiny_steering_reference as tsr
+        from bench_reference import VIT_H, encoder_folder
+
+        from backend.steering import Reference
+
+        adapter = tsr.save_adapter(tmp / "ip" / "ip-adapter.safetensors", model.inpaint.unet,
+                                   clip_dim=VIT_H["projection_dim"] if args.full else tsr.ENCODER_HIDDEN)
+        encoder_folder(tmp / "ip" / "image_encoder", args.full)
+        run_job(engine, events, two.replace(references=(Reference(picture(size), 0.8),), ip_adapter=str(adapter)))
+        unet = model.inpaint.unet
+        ip = [unet.encoder_hid_proj] + [p for p in unet.attn_processors.values() if hasattr(p, "to_k_ip")]
+        everything = both + weights(ip) + weights([model.ip_adapter_state.image_encoder])
+        report("parameters: base + two ControlNets + IP-Adapter (with its image encoder), MB", everything / 2**20, "-")
+        report("parameters: base + two ControlNets + IP-Adapter / base alone", everything / base, "reported")
         engine.shutdown()
         cpu = float(np.median(c_job)) / float(np.median(c_raw))
         print(f"control: engine job / raw diffusers = {job_s / raw_s:.3f}x (target <= 1.03; wall time, median of "
