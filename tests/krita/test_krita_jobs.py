@@ -164,3 +164,16 @@ def test_a_preview_layer_left_in_a_saved_file_goes_at_the_next_job(setup):
     controller.generate(doc, "inpaint", COMMON, settings("inpaint"))
     gui.run_until(lambda e: isinstance(e, TERMINAL))
     assert names(doc).count(PREVIEW_NAME) == 1  # the new job's own preview only
+
+
+def test_text_to_image_into_the_selection_is_a_layer_with_the_selections_alpha(setup):
+    controller, gui, engine, doc, image, mask = setup
+    job = controller.generate(doc, "txt2img", COMMON, settings("txt2img"))
+    assert isinstance(gui.run_until(lambda e: isinstance(e, TERMINAL)), Result), controller.jobs[job].message
+    chosen = controller.jobs[job].results[controller.selected]
+    node = controller.apply()
+    x, y, w, h = chosen.rect
+    assert (x, y, w, h) == (42, 32, 43, 32)  # the selection's box
+    assert names(doc) == ["Background", node.name()]
+    layer = node.pixels[y:y + h, x:x + w]
+    assert np.array_equal(layer[..., 3], mask[y:y + h, x:x + w])  # the selection is the new layer's alpha
