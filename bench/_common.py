@@ -62,3 +62,28 @@ def full_size_folder(target: Path, config: str = "sd15-inpainting", dtype=None) 
         pipe.to(dtype=dtype)
     pipe.save_pretrained(target, safe_serialization=True)
     return target
+
+
+def run_job(engine, events, request):
+    """Submits ``request`` to ``engine`` (whose listener puts events on ``events``) and returns its Result;
+    raises RuntimeError with the engine's sentence (and details) when the job fails or is cancelled."""
+    job = engine.submit(request)
+    while True:
+        e = events.get()
+        if e.job_id == job and type(e).__name__ in ("Result", "Failed", "Cancelled"):
+            if type(e).__name__ != "Result":
+                raise RuntimeError(getattr(e, "message", "cancelled") + "\n" + getattr(e, "details", ""))
+            return e
+
+
+def gradient(size: int):
+    """A (size, size, 4) opaque colour ramp: red across, green down."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.empty((size, size, 4), np.uint8)
+    img[..., 0] = xx * 255 // (size - 1)
+    img[..., 1] = yy * 255 // (size - 1)
+    img[..., 2] = 128
+    img[..., 3] = 255
+    return img

@@ -22,29 +22,10 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sets up paths and the environment)
-from _common import ROOT, full_size_folder, median_time, report
+from _common import ROOT, full_size_folder, median_time, report, run_job
+from _common import gradient as picture
 
 import numpy as np
-
-
-def run_job(engine, events, request):
-    job = engine.submit(request)
-    while True:
-        e = events.get()
-        if e.job_id == job and type(e).__name__ in ("Result", "Failed", "Cancelled"):
-            if type(e).__name__ == "Failed":
-                raise RuntimeError(e.message + "\n" + e.details)
-            return e
-
-
-def picture(size):
-    yy, xx = np.mgrid[0:size, 0:size]
-    img = np.empty((size, size, 4), np.uint8)
-    img[..., 0] = (xx * 255 // (size - 1))
-    img[..., 1] = (yy * 255 // (size - 1))
-    img[..., 2] = 128
-    img[..., 3] = 255
-    return img
 
 
 def engine_vs_raw(model_dir, device, dtype, size, steps):

@@ -27,19 +27,10 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sets up paths and the environment)
-from _common import full_size_folder, report
+from _common import full_size_folder, report, run_job, gradient as picture
 
 import numpy as np
 
-
-def picture(size):
-    yy, xx = np.mgrid[0:size, 0:size]
-    img = np.empty((size, size, 4), np.uint8)
-    img[..., 0] = xx * 255 // (size - 1)
-    img[..., 1] = yy * 255 // (size - 1)
-    img[..., 2] = 128
-    img[..., 3] = 255
-    return img
 
 
 def scribble(size, offset=0):
@@ -49,16 +40,6 @@ def scribble(size, offset=0):
     img[:, size // 3 + offset: size // 3 + offset + 3, :3] = 255
     img[size // 2:, size // 2:, :3] = 255
     return img
-
-
-def run_job(engine, events, request):
-    job = engine.submit(request)
-    while True:
-        e = events.get()
-        if e.job_id == job and type(e).__name__ in ("Result", "Failed", "Cancelled"):
-            if type(e).__name__ != "Result":
-                raise RuntimeError(getattr(e, "message", "cancelled") + "\n" + getattr(e, "details", ""))
-            return e
 
 
 def full_controlnet(target: Path, seed: int) -> Path:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (sets up paths and the environment)
-from _common import ROOT
+from _common import ROOT, gradient as picture
 
 import numpy as np
 
@@ -52,15 +52,6 @@ def build_pipeline(config: Path):
         unet=unet.eval(), scheduler=PNDMScheduler.from_pretrained(config / "scheduler"), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False)
 
-
-def picture(size):
-    yy, xx = np.mgrid[0:size, 0:size]
-    img = np.empty((size, size, 4), np.uint8)
-    img[..., 0] = xx * 255 // (size - 1)
-    img[..., 1] = yy * 255 // (size - 1)
-    img[..., 2] = 128
-    img[..., 3] = 255
-    return img
 
 
 def main() -> None:

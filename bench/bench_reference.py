@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import _common  # noqa: F401  (paths, environment)
-from _common import full_size_folder, median_time, report, rss_mb
+from _common import full_size_folder, median_time, report, rss_mb, run_job
 
 import numpy as np
 
@@ -38,16 +38,6 @@ def encoder_folder(folder: Path, full: bool) -> Path:
     CLIPVisionModelWithProjection(CLIPVisionConfig(**VIT_H)).save_pretrained(folder, safe_serialization=True)
     CLIPImageProcessor(size=224, crop_size=224).save_pretrained(folder)
     return folder
-
-
-def run_job(engine, events, request):
-    job = engine.submit(request)
-    while True:
-        e = events.get()
-        if e.job_id == job and type(e).__name__ in ("Result", "Failed", "Cancelled"):
-            if type(e).__name__ == "Failed":
-                raise RuntimeError(e.message + "\n" + e.details)
-            return e
 
 
 def picture(h, w, seed):

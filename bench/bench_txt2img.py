@@ -14,19 +14,9 @@ import tempfile
 from pathlib import Path
 
 import _common  # noqa: F401  (sets up paths and the environment)
-from _common import full_size_folder, median_time, report
+from _common import full_size_folder, median_time, report, run_job
 
 import numpy as np
-
-
-def run_job(engine, events, request):
-    job = engine.submit(request)
-    while True:
-        e = events.get()
-        if e.job_id == job and type(e).__name__ in ("Result", "Failed", "Cancelled"):
-            if type(e).__name__ != "Result":
-                raise RuntimeError(getattr(e, "message", "cancelled"))
-            return e
 
 
 def main():
