@@ -295,8 +295,11 @@ class _LatentAnchor:
 
 def _capture_x0(scheduler) -> dict:
     """Wraps ``scheduler.step`` to keep the latest denoised estimate (x0) for previews."""
+    from .samplers import NO_X0
+
     holder: dict = {}
     original = scheduler.step
+    gives_x0 = type(scheduler).__name__ not in NO_X0
 
     # wraps: the pipeline reads step's signature to decide whether to pass it the generator, and an
     # ancestral sampler (euler_a) not given the seeded generator draws from torch's global one.
@@ -304,7 +307,9 @@ def _capture_x0(scheduler) -> dict:
     def step(model_output, timestep, sample, *args, **kwargs):
         out = original(model_output, timestep, sample, *args, **kwargs)
         x0 = None
-        if isinstance(out, tuple):
+        if not gives_x0:
+            pass
+        elif isinstance(out, tuple):
             x0 = out[1] if len(out) > 1 else None
         else:
             x0 = getattr(out, "pred_original_sample", None)

@@ -1,0 +1,47 @@
+"""Live painting's engine side: few-step samplers, the text-embedding cache, the live (fast) path."""
+import numpy as np
+import pytest
+
+from backend import Img2ImgRequest, InpaintRequest
+from backend.events import Result
+
+from conftest import make_scene  # tests/backend/conftest.py is first on sys.path here
+
+FEW_STEP = ["lcm", "tcd", "euler_trailing", "euler_a_trailing"]
+
+
+def img2img(model, **kw):
+    img, _ = make_scene()
+    args = dict(model=str(model), steps=4, strength=0.6, guidance=1.0, seed=3)
+    args.update(kw)
+    return Img2ImgRequest(image=img[:64, :64], **args)
+
+
+def run(engine, recorder, request):
+    events = recorder.wait(engine.submit(request))
+    assert isinstance(events[-1], Result), events[-1]
+    return events[-1].images[0]
+
+
+@pytest.mark.parametrize("sampler", FEW_STEP)
+def test_few_step_samplers_run_deterministic_per_seed_and_differ_from_dpmpp_2m(engine, recorder,
+                                                                             tiny_sd15_inpaint_folder, sampler):
+    a = run(engine, recorder, img2img(tiny_sd15_inpaint_folder, sampler=sampler))
+    b = run(engine, recorder, img2img(tiny_sd15_inpaint_folder, sampler=sampler))
+    base = run(engine, recorder, img2img(tiny_sd15_inpaint_folder, sampler="dpmpp_2m"))
+    assert np.array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, base.image)
+    assert a.parameters["Sampler"] == {"lcm": "LCM", "tcd": "TCD", "euler_trailing": "Euler Trailing",
+                                       "euler_a_trailing": "Euler a Trailing"}[sampler]
+
+
+def test_trailing_spacing_is_what_the_trailing_samplers_use():
+    from backend.samplers import make_scheduler
+
+    config = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "timestep_spacing": "leading",
+              "steps_offset": 1}
+    trailing = make_scheduler("euler_trailing", config)
+    trailing.set_timesteps(4)
+    plain = make_scheduler("euler", config)
+    plain.set_timesteps(4)
+    assert int(trailing.timesteps[0]) == 999 and int(plain.timesteps[0]) < 999
