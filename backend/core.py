@@ -164,7 +164,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         return {"latents": latents} if anchor is not None else {}
 
     kwargs = dict(
-        prompt=s.prompt, negative_prompt=s.negative_prompt or None, height=work_h, width=work_w,
+        **text_kwargs(pipe, model, s.prompt, s.negative_prompt, s.guidance), height=work_h, width=work_w,
         num_inference_steps=s.steps, guidance_scale=s.guidance,
         generator=torch.Generator(device="cpu").manual_seed(s.seed), output_type="np",
         callback_on_step_end=on_step,
@@ -193,6 +193,42 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         generated = transfer_detail(pixels, generated, soft, s.seed)
     result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
     return result, {"Size": f"{work_w}x{work_h}"}
+
+
+TEXT_CACHE = True  # off: the pipeline encodes the prompt itself every time (the tests' reference)
+
+
+def text_kwargs(pipe, model, prompt: str, negative_prompt: str, guidance: float) -> dict:
+    """The pipeline call's text arguments: the prompt's embeddings, kept on the model between jobs while
+    the prompt, the negative prompt, guidance on/off, the pipeline's text encoders and the steering that
+    changes them (the active LoRAs and their weights, the loaded embeddings) stay the same: a live
+    update of the painted pixels skips the text encoder. A pipeline without ``prompt_embeds`` gets the text."""
+    import inspect
+
+    import torch
+
+    params = inspect.signature(pipe.__call__).parameters
+    plain = dict(prompt=prompt, negative_prompt=negative_prompt or None)
+    if not TEXT_CACHE or "prompt_embeds" not in params or not hasattr(pipe, "encode_prompt"):
+        return plain
+    unet = pipe.unet
+    do_cfg = guidance > 1 and getattr(unet.config, "time_cond_proj_dim", None) is None
+    lora = getattr(model, "lora_state", None)
+    loaded = getattr(model, "embedding_state", None) or {}
+    key = (id(getattr(pipe, "text_encoder", None)), id(getattr(pipe, "text_encoder_2", None)), prompt,
+           negative_prompt, do_cfg, getattr(lora, "active", None), repr(sorted(map(repr, loaded))),
+           len(pipe.tokenizer) if getattr(pipe, "tokenizer", None) is not None else 0)
+    cache = model.text_cache
+    if cache.get("key") != key:
+        cache.clear()
+        with torch.no_grad():
+            out = pipe.encode_prompt(prompt=prompt, device=pipe._execution_device, num_images_per_prompt=1,
+                                     do_classifier_free_guidance=do_cfg, negative_prompt=negative_prompt or None)
+        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+        if len(out) == 4 and "pooled_prompt_embeds" not in params:
+            return plain  # a pipeline whose text arguments we do not know
+        cache.update(key=key, embeds={n: v for n, v in zip(names, out) if v is not None})
+    return dict(cache["embeds"])
 
 
 def input_detail_weight(strength: float) -> float:

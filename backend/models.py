@@ -168,6 +168,7 @@ class LoadedModel:
     _previewers: dict = field(default_factory=dict)
     controlnets: dict = field(default_factory=dict)  # steering.control's: the ControlNets loaded for this model
     ip_adapter_state: object = None  # steering.reference.LoadedAdapter while an IP-Adapter is loaded
+    text_cache: dict = field(default_factory=dict)  # core.text_kwargs': the last prompt's embeddings
 
     def previewer(self, tiny_decoder=None):
         """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""

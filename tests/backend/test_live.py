@@ -45,3 +45,34 @@ def test_trailing_spacing_is_what_the_trailing_samplers_use():
     plain = make_scheduler("euler", config)
     plain.set_timesteps(4)
     assert int(trailing.timesteps[0]) == 999 and int(plain.timesteps[0]) < 999
+
+
+@pytest.mark.parametrize("folder", ["tiny_sd15_folder", "tiny_sdxl_inpaint_folder"])
+def test_kept_text_embeddings_give_the_same_pixels_as_encoding_the_prompt(engine, recorder, request,
+                                                                           monkeypatch, folder):
+    from backend import core
+
+    model = request.getfixturevalue(folder)
+    img, mask = make_scene()
+    make = lambda prompt="a red boat": InpaintRequest.from_document(  # noqa: E731
+        img, mask, model=str(model), steps=2, guidance=5.0, prompt=prompt, negative_prompt="blurry",
+        padding=8, seed=5)
+    monkeypatch.setattr(core, "TEXT_CACHE", False)
+    reference = run(engine, recorder, make())
+    monkeypatch.setattr(core, "TEXT_CACHE", True)
+    calls = []
+    original = core.text_kwargs
+
+    def counting(pipe, model, *args):
+        before = model.text_cache.get("key")
+        out = original(pipe, model, *args)
+        calls.append(before == model.text_cache.get("key"))
+        return out
+
+    monkeypatch.setattr(core, "text_kwargs", counting)
+    first = run(engine, recorder, make())
+    second = run(engine, recorder, make())
+    other = run(engine, recorder, make(prompt="a green field"))
+    assert calls == [False, True, False]  # encoded, kept, encoded again for a new prompt
+    assert np.array_equal(first.image, reference.image) and np.array_equal(second.image, reference.image)
+    assert not np.array_equal(other.image, reference.image)
