@@ -169,6 +169,7 @@ class LoadedModel:
     controlnets: dict = field(default_factory=dict)  # steering.control's: the ControlNets loaded for this model
     ip_adapter_state: object = None  # steering.reference.LoadedAdapter while an IP-Adapter is loaded
     text_cache: dict = field(default_factory=dict)  # core.text_kwargs': the last prompt's embeddings
+    latent_cache: dict = field(default_factory=dict)  # core's live path: the grey masked image's latents
 
     def previewer(self, tiny_decoder=None):
         """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""

@@ -76,3 +76,44 @@ def test_kept_text_embeddings_give_the_same_pixels_as_encoding_the_prompt(engine
     assert calls == [False, True, False]  # encoded, kept, encoded again for a new prompt
     assert np.array_equal(first.image, reference.image) and np.array_equal(second.image, reference.image)
     assert not np.array_equal(other.image, reference.image)
+
+
+def test_a_live_update_is_deterministic_recorded_and_keeps_the_shape(engine, recorder,
+                                                                              tiny_sd15_inpaint_folder):
+    full = run(engine, recorder, img2img(tiny_sd15_inpaint_folder, strength=0.5))
+    live = run(engine, recorder, img2img(tiny_sd15_inpaint_folder, strength=0.5, live=True))
+    again = run(engine, recorder, img2img(tiny_sd15_inpaint_folder, strength=0.5, live=True))
+    assert np.array_equal(live.image, again.image)
+    assert live.parameters["Live"] == "True" and full.parameters["Live"] == "False"
+    assert live.image.shape == full.image.shape
+    assert np.array_equal(live.image[..., 3], full.image[..., 3])
+
+
+def test_a_live_update_encodes_the_start_once_and_never_runs_the_vae_decoder(engine, recorder, monkeypatch,
+                                                                           tiny_sd15_inpaint_folder):
+    run(engine, recorder, img2img(tiny_sd15_inpaint_folder, live=True))  # loaded; the grey latents kept
+    model = engine._models.get(str(tiny_sd15_inpaint_folder))
+    vae = model.vae
+    calls = {"encode": 0, "decode": 0}
+    for name in calls:
+        original = getattr(vae, name)
+
+        def counted(*a, _name=name, _original=original, **kw):
+            calls[_name] += 1
+            return _original(*a, **kw)
+
+        monkeypatch.setattr(vae, name, counted)
+    run(engine, recorder, img2img(tiny_sd15_inpaint_folder, live=True, seed=9))
+    assert calls == {"encode": 1, "decode": 0}
+    run(engine, recorder, img2img(tiny_sd15_inpaint_folder, seed=9))
+    assert calls["encode"] >= 3 and calls["decode"] == 2  # what the full path costs: image, grey, start; result, start
+
+
+def test_live_inpaint_keeps_unmasked_pixels_and_differs_from_the_full_decode(engine, recorder, tiny_sd15_inpaint_folder):
+    img, mask = make_scene()
+    make = lambda live: InpaintRequest.from_document(img, mask, model=str(tiny_sd15_inpaint_folder),  # noqa: E731
+                                                     steps=4, strength=0.5, padding=8, seed=2, live=live)
+    live, full = run(engine, recorder, make(True)), run(engine, recorder, make(False))
+    outside = live.mask == 0
+    assert outside.sum() > 100 and np.array_equal(live.image[outside], full.image[outside])
+    assert not np.array_equal(live.image, full.image)
