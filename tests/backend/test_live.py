@@ -117,3 +117,20 @@ def test_live_inpaint_keeps_unmasked_pixels_and_differs_from_the_full_decode(eng
     outside = live.mask == 0
     assert outside.sum() > 100 and np.array_equal(live.image[outside], full.image[outside])
     assert not np.array_equal(live.image, full.image)
+
+
+def test_live_defaults_are_read_checked_and_travel_in_model_info():
+    from backend.interface import ModelInfo
+    from backend.models import live_defaults, model_info
+    from remote.protocol import decode, encode
+
+    assert live_defaults({"live_defaults": {"steps": 4, "sampler": "lcm", "strength": 0.5}}) == (
+        ("steps", 4), ("sampler", "lcm"), ("strength", 0.5))
+    for bad in ({"steps": 0, "sampler": "lcm", "strength": 0.5}, {"steps": 4, "sampler": "nope", "strength": 0.5},
+                {"steps": 4, "sampler": "lcm", "strength": 1.5}, {"steps": 1, "sampler": "lcm", "strength": 0.5},
+                {"steps": True, "sampler": "lcm", "strength": 0.5}, "4 steps"):
+        assert live_defaults({"live_defaults": bad}) == ()
+    embedded = model_info("")
+    assert dict(embedded.live)["steps"] >= 1 and dict(embedded.live)["sampler"]
+    assert decode(encode(embedded)) == embedded
+    assert ModelInfo("x").live == ()
