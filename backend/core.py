@@ -93,6 +93,10 @@ class DiffusionSettings:
     restore_detail: bool = True
     # Text-to-image: the region starts from noise alone (a 9-channel model inpaints it whole).
     text_only: bool = False
+    # A live-painting update: one VAE encode (the mean of the start image's latents, which the pipeline
+    # then noises itself), and the result pictured by the model's preview decoder (a configured tiny
+    # autoencoder, else the preview head shipped with the model, else the linear map) instead of its VAE.
+    live: bool = False
 
 
 def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray, rect, s: DiffusionSettings,
@@ -132,14 +136,16 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     anchor = None
     if use_inpaint and not full_region and model.is_inpainting and model.info.get("anchor_latents"):
         guide = model.colour_guide_cell if s.guide_colours else 0
-        anchor = _LatentAnchor(pipe, init, mask_image, s.seed, guide_cell=guide)
+        anchor = _LatentAnchor(pipe, init, mask_image, s.seed, guide_cell=guide,
+                               known=_encode(pipe, init) if s.live else None)
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
     keep = 0.0 if s.text_only else input_detail_weight(s.strength)
     # The start image's latents: what the previews are drawn relative to, and what the autoencoder's
     # loss of detail is measured on (not needed when nothing of the start is kept).
-    start_latents = anchor.known if anchor is not None else _encode(pipe, init) if keep > 0 else None
+    start_latents = anchor.known if anchor is not None else _encode(pipe, init) if keep > 0 or (
+        s.live and not s.text_only) else None
     reference = previewer.reference(start_latents, rgb, model.device, keep)
     done = 0
 
@@ -151,7 +157,8 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         latents = tensors["latents"]
         if anchor is not None:
             latents = anchor.blend(latents, done, n_steps)
-        if ctx.preview_due(final=done >= n_steps):
+        # A live update's result follows its last step at once: no preview of that step.
+        if not (s.live and done >= n_steps) and ctx.preview_due(final=done >= n_steps):
             estimate = x0_holder.get("x0") if done < n_steps else None
             if estimate is None:
                 estimate = latents
@@ -164,7 +171,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         return {"latents": latents} if anchor is not None else {}
 
     kwargs = dict(
-        prompt=s.prompt, negative_prompt=s.negative_prompt or None, height=work_h, width=work_w,
+        **text_kwargs(pipe, model, s.prompt, s.negative_prompt, s.guidance), height=work_h, width=work_w,
         num_inference_steps=s.steps, guidance_scale=s.guidance,
         generator=torch.Generator(device="cpu").manual_seed(s.seed), output_type="np",
         callback_on_step_end=on_step,
@@ -173,6 +180,12 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         kwargs.update(image=init, strength=s.strength)
     if mask_image is not None:
         kwargs["mask_image"] = mask_image
+    if s.live:
+        kwargs["output_type"] = "latent"
+        if not text_pipe:
+            kwargs["image"] = start_latents  # the pipeline takes latents as they are: no second encode
+        if mask_image is not None and model.is_inpainting:
+            kwargs["masked_image_latents"] = _masked_latents(model, pipe, init, mask_image, full_region)
     # A 9-channel model runs every kind through its inpaint pipeline: the steering kwargs are that one's.
     kwargs.update(steering.region_kwargs("inpaint" if model.is_inpainting else kind, rect, (work_w, work_h),
                                          pixels, soft))
@@ -182,7 +195,11 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     finally:
         for h in hooks:
             h.remove()
-    if keep > 0:
+    if s.live:
+        out = previewer.decode(out[None], (work_w, work_h))
+        if keep > 0:  # the start's detail, relative to the same decoder's picture of the start
+            out = out + keep * (np.asarray(init, np.float32) / 255.0 - previewer.decode(start_latents, (work_w, work_h)))
+    elif keep > 0:
         # What the autoencoder loses of the input (its fine detail), put back: at a low strength the
         # result is the input plus what the denoiser changed, not the autoencoder's blurred copy of it.
         out = out + keep * (np.asarray(init, np.float32) / 255.0 - _decode(pipe, start_latents))
@@ -193,6 +210,42 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         generated = transfer_detail(pixels, generated, soft, s.seed)
     result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
     return result, {"Size": f"{work_w}x{work_h}"}
+
+
+TEXT_CACHE = True  # off: the pipeline encodes the prompt itself every time (the tests' reference)
+
+
+def text_kwargs(pipe, model, prompt: str, negative_prompt: str, guidance: float) -> dict:
+    """The pipeline call's text arguments: the prompt's embeddings, kept on the model between jobs while
+    the prompt, the negative prompt, guidance on/off, the pipeline's text encoders and the steering that
+    changes them (the active LoRAs and their weights, the loaded embeddings) stay the same: a live
+    update of the painted pixels skips the text encoder. A pipeline without ``prompt_embeds`` gets the text."""
+    import inspect
+
+    import torch
+
+    params = inspect.signature(pipe.__call__).parameters
+    plain = dict(prompt=prompt, negative_prompt=negative_prompt or None)
+    if not TEXT_CACHE or "prompt_embeds" not in params or not hasattr(pipe, "encode_prompt"):
+        return plain
+    unet = pipe.unet
+    do_cfg = guidance > 1 and getattr(unet.config, "time_cond_proj_dim", None) is None
+    lora = getattr(model, "lora_state", None)
+    loaded = getattr(model, "embedding_state", None) or {}
+    key = (id(getattr(pipe, "text_encoder", None)), id(getattr(pipe, "text_encoder_2", None)), prompt,
+           negative_prompt, do_cfg, getattr(lora, "active", None), repr(sorted(map(repr, loaded))),
+           len(pipe.tokenizer) if getattr(pipe, "tokenizer", None) is not None else 0)
+    cache = model.text_cache
+    if cache.get("key") != key:
+        cache.clear()
+        with torch.no_grad():
+            out = pipe.encode_prompt(prompt=prompt, device=pipe._execution_device, num_images_per_prompt=1,
+                                     do_classifier_free_guidance=do_cfg, negative_prompt=negative_prompt or None)
+        names = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+        if len(out) == 4 and "pooled_prompt_embeds" not in params:
+            return plain  # a pipeline whose text arguments we do not know
+        cache.update(key=key, embeds={n: v for n, v in zip(names, out) if v is not None})
+    return dict(cache["embeds"])
 
 
 def input_detail_weight(strength: float) -> float:
@@ -213,6 +266,25 @@ def _encode(pipe, image):
     pixels = pipe.image_processor.preprocess(image).to(param.device, param.dtype)
     with torch.no_grad():
         return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+
+
+def _masked_latents(model, pipe, init, mask_image, full_region: bool):
+    """A 9-channel model's masked-image latents, encoded as their mean: for a full mask (img2img) the
+    masked image is the same grey whatever was painted, so it is encoded once per working size and kept."""
+    import torch
+
+    param = next(pipe.vae.parameters())
+    key = (id(pipe.vae), init.size)
+    kept = model.latent_cache.get("grey")
+    if full_region and kept is not None and kept[0] == key:
+        return kept[1]
+    pixels = pipe.image_processor.preprocess(init).to(param.device, param.dtype)
+    mask = pipe.mask_processor.preprocess(mask_image).to(param.device, param.dtype)
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels * (mask < 0.5)).latent_dist.mean * pipe.vae.config.scaling_factor
+    if full_region:
+        model.latent_cache["grey"] = (key, latents)
+    return latents
 
 
 def _decode(pipe, latents) -> np.ndarray:
@@ -243,15 +315,13 @@ class _LatentAnchor:
     colours from context fills holes without colour blotches, large or small.
     """
 
-    def __init__(self, pipe, init_image, mask_image, seed: int, guide_cell: int = 0):
+    def __init__(self, pipe, init_image, mask_image, seed: int, guide_cell: int = 0, known=None):
         import torch
         import torch.nn.functional as F
 
         vae = pipe.vae
         param = next(vae.parameters())
-        pixels = pipe.image_processor.preprocess(init_image).to(param.device, param.dtype)
-        with torch.no_grad():
-            self.known = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        self.known = known if known is not None else _encode(pipe, init_image)
         mask = pipe.mask_processor.preprocess(mask_image).to(param.device, param.dtype)
         self.mask = F.interpolate(mask, size=self.known.shape[-2:])
         generator = torch.Generator(device="cpu").manual_seed(seed + 1)
@@ -295,8 +365,11 @@ class _LatentAnchor:
 
 def _capture_x0(scheduler) -> dict:
     """Wraps ``scheduler.step`` to keep the latest denoised estimate (x0) for previews."""
+    from .samplers import NO_X0
+
     holder: dict = {}
     original = scheduler.step
+    gives_x0 = type(scheduler).__name__ not in NO_X0
 
     # wraps: the pipeline reads step's signature to decide whether to pass it the generator, and an
     # ancestral sampler (euler_a) not given the seeded generator draws from torch's global one.
@@ -304,7 +377,9 @@ def _capture_x0(scheduler) -> dict:
     def step(model_output, timestep, sample, *args, **kwargs):
         out = original(model_output, timestep, sample, *args, **kwargs)
         x0 = None
-        if isinstance(out, tuple):
+        if not gives_x0:
+            pass
+        elif isinstance(out, tuple):
             x0 = out[1] if len(out) > 1 else None
         else:
             x0 = getattr(out, "pred_original_sample", None)

@@ -27,6 +27,7 @@ class ModelInfo:
     name: str
     ignores_prompt: bool = False
     recommended: tuple = ()  # ((operation, setting, value), ...): the settings the model recommends
+    live: tuple = ()  # (("steps", n), ("sampler", name), ("strength", s)): its live-painting setting, or ()
 
 
 @runtime_checkable

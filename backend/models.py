@@ -90,6 +90,23 @@ def recommended_settings(info: dict) -> tuple[tuple[str, str, object], ...]:
     return tuple(out)
 
 
+def live_defaults(info: dict) -> tuple[tuple[str, object], ...]:
+    """A model's live-painting setting, ``"live_defaults": {"steps": N, "sampler": name, "strength": s}`` in
+    latent_studio.json, as (("steps", N), ("sampler", name), ("strength", s)); () when absent or not valid
+    (each value must be one a request takes)."""
+    from .samplers import SAMPLERS
+
+    given = info.get("live_defaults")
+    if not isinstance(given, dict):
+        return ()
+    steps, sampler, strength = given.get("steps"), given.get("sampler"), given.get("strength")
+    if (not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 500 or sampler not in SAMPLERS
+            or not isinstance(strength, (int, float)) or isinstance(strength, bool) or not 0 < strength <= 1
+            or steps * strength < 1):
+        return ()
+    return (("steps", steps), ("sampler", sampler), ("strength", float(strength)))
+
+
 def inpaint_defaults(info: dict) -> tuple[tuple[str, object], ...]:
     """The inpaint settings to evaluate a model with: its recommendation, else the generic ones."""
     out = dict(GENERIC_INPAINT_DEFAULTS)
@@ -103,7 +120,8 @@ def model_info(ref: str = ""):
 
     source = resolve(ref)
     info = read_info(source)
-    return ModelInfo(source.name, bool(info.get("ignores_prompt", False)), recommended_settings(info))
+    return ModelInfo(source.name, bool(info.get("ignores_prompt", False)), recommended_settings(info),
+                     live_defaults(info))
 
 
 def default_model() -> str:
@@ -168,6 +186,8 @@ class LoadedModel:
     _previewers: dict = field(default_factory=dict)
     controlnets: dict = field(default_factory=dict)  # steering.control's: the ControlNets loaded for this model
     ip_adapter_state: object = None  # steering.reference.LoadedAdapter while an IP-Adapter is loaded
+    text_cache: dict = field(default_factory=dict)  # core.text_kwargs': the last prompt's embeddings
+    latent_cache: dict = field(default_factory=dict)  # core's live path: the grey masked image's latents
 
     def previewer(self, tiny_decoder=None):
         """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""

@@ -152,6 +152,14 @@ class LatentPreviewer:
             rgb = F.interpolate(rgb, size=(size[1], size[0]), mode="bilinear", align_corners=False)
         return rgb
 
+    def decode(self, latents, size: tuple[int, int]) -> np.ndarray:
+        """(h, w, 3) float RGB in 0-1 (unclamped) of scaled latents at ``size`` (w, h): a live update's
+        result, drawn by this previewer instead of the VAE's decoder."""
+        import torch
+
+        with torch.no_grad():
+            return self._picture(latents, size)[0].permute(1, 2, 0).float().cpu().numpy()
+
     def render(self, latents, size: tuple[int, int] | None = None, alpha=None, reference=None) -> np.ndarray:
         """(h, w, 4) uint8 from a (1, C, h', w') latent tensor (scaled, as the UNet sees it).
 

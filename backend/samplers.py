@@ -17,7 +17,17 @@ SAMPLERS: dict[str, tuple[str, str, dict]] = {
     "euler_a": ("Euler a", "EulerAncestralDiscreteScheduler", {}),
     "ddim": ("DDIM", "DDIMScheduler", {}),
     "unipc": ("UniPC", "UniPCMultistepScheduler", {}),
+    # Few-step samplers. LCM and TCD suit LCM-distilled models and LCM/TCD/Hyper LoRAs (guidance 1 to 2);
+    # the "trailing" ones space the timesteps from the last training step down, which the few-step
+    # Turbo, Lightning and Hyper checkpoints are distilled for (Euler for Lightning/Hyper, Euler a for Turbo).
+    "lcm": ("LCM", "LCMScheduler", {}),
+    "tcd": ("TCD", "TCDScheduler", {}),
+    "euler_trailing": ("Euler Trailing", "EulerDiscreteScheduler", {"timestep_spacing": "trailing"}),
+    "euler_a_trailing": ("Euler a Trailing", "EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}),
 }
+# Samplers whose step returns something other than the clean estimate beside the next sample (TCD's
+# second output is its partly noised sample): previews draw the current latents instead.
+NO_X0 = ("TCDScheduler",)
 DEFAULT_SAMPLER = "dpmpp_2m"
 
 
@@ -32,5 +42,6 @@ def make_scheduler(name: str, base_config):
     _, class_name, extra = SAMPLERS[name]
     cls = getattr(diffusers, class_name)
     config = dict(base_config)
-    # Leave the model's prediction type, betas and timestep spacing as they are.
+    # Leave the model's prediction type and betas as they are; the timestep spacing too, unless the
+    # sampler is a "trailing" one.
     return cls.from_config(config, **extra)

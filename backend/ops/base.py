@@ -62,7 +62,7 @@ def diffusion_settings(request: GenerationRequest, seed: int, model, **extra) ->
     return DiffusionSettings(
         prompt=request.prompt, negative_prompt=request.negative_prompt, steps=request.steps,
         guidance=request.guidance if not model.ignores_prompt else 1.0, strength=request.strength,
-        sampler=request.sampler, seed=seed, **extra,
+        sampler=request.sampler, seed=seed, live=getattr(request, "live", False), **extra,
     )
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..requests import GenerationRequest, recorded, request_parameters
+from ..requests import GenerationRequest, _check_bool, recorded, request_parameters
 from ..core import effective_steps
 from ..events import ResultImage
 from ..upscale.refine import plan_refine, refine
@@ -24,8 +24,15 @@ class Img2ImgRequest(GenerationRequest):
     """Variations of a whole layer or region: ``image`` is re-imagined at ``strength``."""
 
     strength: float = recorded(0.6, "Denoising strength")
+    # A live-painting update (core.DiffusionSettings.live): one VAE encode, the result drawn by the model's
+    # preview decoder instead of its VAE; fast, a little less exact.
+    live: bool = recorded(False, "Live")
 
     operation: ClassVar[str] = "img2img"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_bool(self, "live")
 
 
 def plan(request: Img2ImgRequest, native: int):

@@ -144,7 +144,8 @@ class EngineModel:
         out[y:y + rh, x:x + rw] = result.image[..., :3]
         return out
 
-    def img2img(self, image: np.ndarray, strength: float, steps: int, seed: int) -> np.ndarray:
+    def img2img(self, image: np.ndarray, strength: float, steps: int, seed: int, sampler: str | None = None,
+                live: bool = False) -> np.ndarray:
         import threading
 
         from backend.core import JobContext
@@ -153,7 +154,8 @@ class EngineModel:
 
         h, w = image.shape[:2]
         rgba = np.dstack([image, np.full((h, w), 255, np.uint8)])
-        request = Img2ImgRequest(image=rgba, model=self.ref, steps=steps, seed=seed, strength=strength, guidance=1.0)
+        request = Img2ImgRequest(image=rgba, model=self.ref, steps=steps, seed=seed, strength=strength, guidance=1.0,
+                                 live=live, **({"sampler": sampler} if sampler else {}))
         ctx = JobContext(0, lambda _e: None, threading.Event(), self.manager, preview_interval=1e9)
         (result,) = run_img2img(ctx, request)
         return result.image[..., :3]
