@@ -222,3 +222,40 @@ def test_a_live_update_is_quick_on_the_gui_thread(window, qtbot):
     stroke(qtbot, window, 300)
     qtbot.waitUntil(lambda: live.submitted >= 2)
     assert live.last_build_s < 0.033
+
+
+def test_a_long_stroke_updates_while_it_goes_on(window, qtbot, fake_engine):
+    live = start_live(window, qtbot)
+    qtbot.waitUntil(lambda: live.running is None)
+    live._during.setInterval(30)
+    n = live.submitted
+    view = window.view
+    qtbot.mousePress(view, Qt.LeftButton, pos=view.to_widget(120, 300).toPoint())
+    for i in range(8):
+        qtbot.mouseMove(view, pos=view.to_widget(120 + i * 15, 300 + i * 2).toPoint())
+        qtbot.wait(40)
+    assert window.doc.stroking and live.submitted > n  # updated before the stroke ended
+    during = live.submitted
+    qtbot.mouseRelease(view, Qt.LeftButton, pos=view.to_widget(240, 316).toPoint())
+    qtbot.waitUntil(lambda: live.running is None and not live.pending and not live.dirty)
+    request, _result = live.result
+    assert np.array_equal(request.image, window.doc.flatten(Rect(100, 100, 256, 256)))  # the whole stroke
+    assert live.submitted >= during
+
+
+@pytest.mark.slow
+def test_live_on_the_real_engine_with_a_tiny_model(real_window, qtbot, tiny_sd15_folder):
+    window = real_window
+    window.generation.editor("model").set_value(str(tiny_sd15_folder))
+    live = start_live(window, qtbot, box=Rect(96, 96, 128, 128))
+    qtbot.waitUntil(lambda: live.result is not None, timeout=120_000)
+    first = live.completed
+    stroke(qtbot, window, 120, 100, 200)
+    stroke(qtbot, window, 180, 100, 200)
+    qtbot.waitUntil(lambda: live.running is None and not live.pending and live.completed > first, timeout=120_000)
+    request, result = live.result
+    assert np.array_equal(request.image, window.doc.flatten(Rect(96, 96, 128, 128)))  # the newest painting
+    assert tuple(result.rect) == (96, 96, 128, 128) and "live" in window.view.previews
+    before = window.doc.flatten().copy()
+    live.set_on(False)
+    assert np.array_equal(window.doc.flatten(), before) and "live" not in window.view.previews
