@@ -315,7 +315,7 @@ class CanvasView(QWidget):
             if target.intersects(QRectF(exposed)):
                 p.drawImage(target, image)
         if self.live_region is not None:
-            p.setPen(QPen(QColor(60, 200, 255), 1.5, Qt.DashDotLine))
+            p.setPen(QPen(QColor(60, 200, 255), 2, Qt.DashDotLine))
             p.setBrush(Qt.NoBrush)
             p.drawRect(self.widget_rect(self.live_region))
         if self.region is not None:

@@ -64,6 +64,8 @@ class LiveBox(QGroupBox):
 
     def set_on(self, on: bool) -> None:
         self.button.setChecked(on)
+        self.button.setText("Live: on  (Ctrl+L)" if on else "Live  (Ctrl+L)")
+        self.setTitle("Live painting — on" if on else "Live painting")
 
     def set_status(self, text: str, can_keep: bool) -> None:
         self.status.setText(text)
