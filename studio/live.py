@@ -148,6 +148,7 @@ class LiveController(QObject):
         self._during.stop()
         if self.running is not None:
             self.bridge.cancel(self.running)
+            self.running = self.running_request = None  # whatever it still sends is ignored
         self.result = None
         self.view.clear_preview(PREVIEW_KEY)
         self.view.set_live_region(None)

@@ -344,6 +344,7 @@ class MainWindow(QMainWindow):
         if self.jobs.jobs:
             self.show_message("Jobs are running: cancel them or let them finish, then switch the engine.")
             return False
+        self.live.leave()  # a live job on the old engine would never answer
         try:
             self.bridge.switch(engine_factory_for(chosen))
         except BackendError as exc:
