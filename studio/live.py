@@ -273,7 +273,7 @@ class LiveController(QObject):
             image = r.image.copy()
             image[..., 3] = (image[..., 3].astype("uint16") * touched(r.mask) // 255).astype("uint8")
             self.view.show_preview(PREVIEW_KEY, image, tuple(r.rect))
-            self._set_status(f"seed {r.seed}, strength {request.strength:g}, {request.steps} steps")
+            self._set_status(f"showing seed {r.seed} · strength {request.strength:g} · {request.steps} steps")
             self.result_shown.emit(event.job_id)
         elif isinstance(event, Failed):
             self.leave()

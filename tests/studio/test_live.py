@@ -259,3 +259,8 @@ def test_live_on_the_real_engine_with_a_tiny_model(real_window, qtbot, tiny_sd15
     before = window.doc.flatten().copy()
     live.set_on(False)
     assert np.array_equal(window.doc.flatten(), before) and "live" not in window.view.previews
+
+
+def test_keep_without_a_result_is_one_sentence(window):
+    assert window.live.keep() is None
+    assert window.messages.history[-1].startswith("There is no live result to keep yet")
