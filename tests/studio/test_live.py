@@ -264,3 +264,22 @@ def test_live_on_the_real_engine_with_a_tiny_model(real_window, qtbot, tiny_sd15
 def test_keep_without_a_result_is_one_sentence(window):
     assert window.live.keep() is None
     assert window.messages.history[-1].startswith("There is no live result to keep yet")
+
+
+def test_the_model_live_settings_reach_the_request(window, qtbot, fake_engine):
+    fake_engine["engine"].infos[""] = ModelInfo("mini", recommended=(
+        ("live", "steps", 6), ("live", "sampler", "euler"), ("live", "strength", 0.3)))
+    start_live(window, qtbot)
+    req = fake_engine["engine"].submitted[-1]
+    assert (req.steps, req.sampler, req.strength) == (6, "euler", pytest.approx(0.3))
+    assert window.generation.live.values()[0] == pytest.approx(0.3)  # the document's first live takes it
+    assert window.doc.live.strength == pytest.approx(0.3)
+
+
+def test_live_jobs_are_steered_like_every_job(window, qtbot, fake_engine):
+    from operations.steering import AppSteering, LoraEntry
+
+    window.generation.set_app_steering(AppSteering(loras=(LoraEntry("ink.safetensors", 0.7),)))
+    start_live(window, qtbot)
+    req = fake_engine["engine"].submitted[-1]
+    assert [(l.name, l.weight) for l in req.loras] == [("ink.safetensors", 0.7)]
