@@ -20,6 +20,7 @@ from .compositor import TileCache, composite
 from .geometry import MAX_SIDE, Rect
 from .history import DEFAULT_LIMIT, History
 from .limits import MAX_CANVAS_PIXELS
+from .live import LiveSettings
 from .layer import Layer, check_properties, new_mask
 from .parameters import format_parameters
 from .selection import Selection
@@ -39,6 +40,7 @@ class Document:
         self.cache = TileCache()
         self.listeners: list[Callable[[str, Rect | None], None]] = []
         self.metadata: dict[str, str] = {}
+        self.live: LiveSettings | None = None  # live painting's region, strength, seed (canvas.live; not undoable)
         self._active_stroke: Stroke | None = None
 
     # -- state -----------------------------------------------------------------------
@@ -262,6 +264,11 @@ class Document:
         if self._active_stroke is not None:
             self._active_stroke.end()
 
+    @property
+    def stroking(self) -> bool:
+        """Whether a brush stroke is under way (begun and not ended)."""
+        return self._active_stroke is not None
+
     # -- undo --------------------------------------------------------------------------------------
     def undo(self) -> bool:
         self.end_stroke()
@@ -280,6 +287,7 @@ class Document:
         out._layers = [layer.copy() for layer in self._layers]
         out.selection = self.selection.copy()
         out.metadata = dict(self.metadata)
+        out.live = self.live
         return out
 
     def generation_parameters(self) -> str | None:

@@ -16,7 +16,8 @@ ignore it safely: per layer ``ls:parameters`` (generation text),
 or ``ls:reference-weight``, ``ls:reference-mode`` (:mod:`canvas.role`; a role whose
 values do not read is dropped, the layer kept as a plain layer);
 on ``<image>`` ``ls:origin-x``/``ls:origin-y`` (a grown document's origin) and
-``ls:selection``/``ls:selection-x``/``ls:selection-y``/``ls:selection-fill``.
+``ls:selection``/``ls:selection-x``/``ls:selection-y``/``ls:selection-fill``, and live painting's
+``ls:live-x``/``-y``/``-w``/``-h``/``-strength``/``-seed``/``-on`` (:mod:`canvas.live`; a bad value is dropped).
 The extra PNGs are not listed as layers, so other apps never show them.
 
 Reading accepts what Krita, GIMP and MyPaint write: nested ``<stack>`` groups
@@ -47,6 +48,7 @@ from .errors import DocumentError, file_error
 from .ora_read import MIMETYPE, NS, OraReader, q as _q
 from .png import encode_png
 from .progress import Progress, step
+from .live import live_attributes
 from .role import role_attributes
 from .tiles import TiledSurface
 
@@ -120,6 +122,8 @@ def write_ora(doc: Document, fileobj, progress: Progress | None = None, compress
             image.set(_q("selection-x"), str(sx))
             image.set(_q("selection-y"), str(sy))
             image.set(_q("selection-fill"), str(sel.surface.fill))
+        for key, value in live_attributes(doc.live).items():
+            image.set(_q(key), value)
         xml = ET.tostring(image, encoding="UTF-8", xml_declaration=True)
         zf.writestr("stack.xml", xml)
 

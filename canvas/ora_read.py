@@ -28,6 +28,7 @@ from .png import HEADER_BYTES, PngDecoder, PngHeader, parse_header
 from .progress import step
 from .raster import SurfaceSink, file_size
 from .role import role_from_attributes
+from .live import live_from_attributes
 from .selection import Selection
 from .tiles import TiledSurface
 from .zipmember import MemberStream
@@ -163,6 +164,7 @@ class OraReader:
             doc._layers = layers
             if selection is not None:
                 doc.selection = Selection(self._decode(*selection))
+            doc.live = live_from_attributes(lambda name: root.get(q(name)))
             step(self.progress, n + 1, n + 1, "Opened", "Opening")
             return doc
 

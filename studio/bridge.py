@@ -65,6 +65,12 @@ class EngineBridge(QObject):
     def cancel(self, job_id: int) -> bool:
         return self.engine.cancel(job_id)
 
+    def check(self, request) -> None:
+        self.engine.check(request)
+
+    def model_info(self, model: str = ""):
+        return self.engine.model_info(model)
+
     def preload(self, model: str) -> None:
         self.engine.preload(model)
 

@@ -54,6 +54,7 @@ class CanvasView(QWidget):
 
     zoom_changed = Signal(float)
     cursor_moved = Signal(float, float)  # document coordinates
+    stroke_ended = Signal()  # the tool's press-drag-release ended (live painting updates then)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -71,6 +72,7 @@ class CanvasView(QWidget):
         self._overlay_tiles: dict = {}
         self._previews: dict = {}  # key -> (QImage, Rect)
         self.region: Rect | None = None  # the generation region's outline
+        self.live_region: Rect | None = None  # live painting's region (its own outline)
         self._checker = QBrush(_checker_pixmap())
         self._panning: QPointF | None = None
         self.space_held = False
@@ -88,6 +90,7 @@ class CanvasView(QWidget):
         self._overlay_tiles.clear()
         self._previews.clear()
         self.region = None
+        self.live_region = None
         self.fit()
 
     def _on_doc_change(self, kind: str, rect) -> None:
@@ -199,6 +202,13 @@ class CanvasView(QWidget):
             if r is not None:
                 self.update(self.widget_rect(r).adjusted(-4, -4, 4, 4))
 
+    def set_live_region(self, rect) -> None:
+        old = self.live_region
+        self.live_region = Rect(*rect) if rect is not None else None
+        for r in (old, self.live_region):
+            if r is not None:
+                self.update(self.widget_rect(r).adjusted(-4, -4, 4, 4))
+
     # --- painting --------------------------------------------------------------
     def _display_tile(self, cache: dict, key, make) -> QImage | None:
         if key not in cache:
@@ -304,6 +314,10 @@ class CanvasView(QWidget):
             target = QRectF(self.to_widget(x, y), QRectF(0, 0, w * self.zoom, h * self.zoom).size())
             if target.intersects(QRectF(exposed)):
                 p.drawImage(target, image)
+        if self.live_region is not None:
+            p.setPen(QPen(QColor(60, 200, 255), 2, Qt.DashDotLine))
+            p.setBrush(Qt.NoBrush)
+            p.drawRect(self.widget_rect(self.live_region))
         if self.region is not None:
             pen = QPen(QColor(255, 200, 0), 1.5, Qt.DashLine)
             p.setPen(pen)
@@ -350,6 +364,7 @@ class CanvasView(QWidget):
         elif kind == QEvent.TabletRelease and self._tablet_down:
             self._tablet_down = False
             self.tool.release(self, pt.x(), pt.y(), event.modifiers())
+            self.stroke_ended.emit()
         event.accept()
 
     def mousePressEvent(self, event) -> None:
@@ -383,6 +398,7 @@ class CanvasView(QWidget):
         if event.button() == Qt.LeftButton and self.tool is not None and self.doc is not None:
             pt = self.to_doc(event.position())
             self.tool.release(self, pt.x(), pt.y(), event.modifiers())
+            self.stroke_ended.emit()
 
     def wheelEvent(self, event) -> None:
         steps = event.angleDelta().y() / 120

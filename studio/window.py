@@ -6,6 +6,7 @@ The window builds the widgets and hands each controller the collaborators it use
     FileController      new, open, save, export, import, recent files   (files.py)
     AutosaveController  autosave and crash recovery                     (autosave.py)
     JobController       generate, previews, results, apply              (jobs.py)
+    LiveController      live painting: the region regenerates per stroke (live.py)
     PanelsController    the docks, and the window's size on the screen  (layout.py)
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .fileops import BackgroundTasks
 from .files import FileController, new_document
 from .jobs import JobController
 from .layout import PanelsController
+from .live import LiveController
 from .messages import MessageBar
 from .panels.generation import GenerationPanel
 from .panels.history import HistoryPanel
@@ -86,6 +88,9 @@ class MainWindow(QMainWindow):
         self.bridge.model_state.connect(self._on_model_state)
         self.jobs = JobController(self.session, self.bridge, self.generation, self.view, self.queue, self.variations,
                                   show_message=self.show_message, layer_applied=self._layer_applied, parent=self)
+        self.live = LiveController(self.session, self.bridge, self.generation, self.view, self.generation.live,
+                                   show_message=self.show_message, layer_applied=self._layer_applied, parent=self)
+        self.live.state_changed.connect(self._live_changed)
         self.generation.generate_requested.connect(self.jobs.generate)
         self.generation.cancel_requested.connect(self.jobs.cancel)
         self.generation.model_changed.connect(self.bridge.preload)
@@ -174,6 +179,10 @@ class MainWindow(QMainWindow):
         self._action(g, "&Apply variation", lambda: self.jobs.apply())
         self._action(g, "&Discard variations", lambda: self.jobs.discard())
         self._action(g, "&Use the active layer's settings", lambda: self.use_layer_settings(self.layers.active_layer()))
+        g.addSeparator()
+        self.live_action = self._action(g, "&Live painting", self._set_live, "Ctrl+L",
+                                        checkable=True)
+        self._action(g, "&Keep the live result", lambda: self.live.keep(), "Ctrl+Shift+L")
 
         st = m.addMenu("&Settings")
         self._action(st, "&Engine…", self.engine_dialog)
@@ -281,6 +290,13 @@ class MainWindow(QMainWindow):
     def cancel_jobs(self) -> None:
         self.jobs.cancel()
 
+    def _set_live(self, checked: bool) -> None:
+        self.live.set_on(checked)
+        self.live_action.setChecked(self.live.on)  # stays off when live could not start
+
+    def _live_changed(self, on: bool) -> None:
+        self.live_action.setChecked(on)
+
     def _layer_applied(self, layer) -> None:
         self.layers.set_active(layer)
         self.autosave.after_generation()
@@ -328,6 +344,7 @@ class MainWindow(QMainWindow):
         if self.jobs.jobs:
             self.show_message("Jobs are running: cancel them or let them finish, then switch the engine.")
             return False
+        self.live.leave()  # a live job on the old engine would never answer
         try:
             self.bridge.switch(engine_factory_for(chosen))
         except BackendError as exc:

@@ -22,6 +22,7 @@ from operations.spec import CommonSettings
 
 from ..settings import SteeringSettings
 from .fields import Editor, PathEditor, compact, make_editor
+from .live import LiveBox
 from .steering import SteeringBox
 
 DEFAULT_MODEL_LABEL = "Embedded default model"
@@ -124,6 +125,8 @@ class GenerationPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(scroll, 1)
+        self.live = LiveBox()
+        layout.addWidget(self.live)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Ignored)
