@@ -24,8 +24,9 @@ in ``.ora``); an opened document's live stays off until the painter turns it on 
 should not start the engine, nor show an error before the painter asked for anything).
 
 Steps, sampler and guidance come from the model's live settings when the engine's ``ModelInfo``
-offers them (a ``live_defaults`` mapping or pairs, or ``("live", setting, value)`` entries of
-``recommended``), else :data:`FALLBACK`.
+offers them (``ModelInfo.live``, from the model's ``live_defaults``: pairs or a mapping; or
+``("live", setting, value)`` entries of ``recommended``), else :data:`FALLBACK`. Live jobs take the
+engine's live path (``live=True``: one encode, the preview decoder for the result).
 """
 from __future__ import annotations
 
@@ -239,7 +240,8 @@ class LiveController(QObject):
         common = replace(self.panel.common(), count=1, seed=seed, steps=steps, sampler=d["sampler"],
                          **({"guidance": d["guidance"]} if "guidance" in d else {}))
         request = IMG2IMG.from_image(pixels, None, (region.x, region.y), common, Img2ImgSettings(strength=strength))
-        return steered(request, doc, self.panel.app_steering())
+        # The engine's live path: one encode, the preview decoder for the result (recorded as `Live`).
+        return steered(request.replace(live=True), doc, self.panel.app_steering())
 
     def _submit(self, request) -> None:
         try:
@@ -309,7 +311,7 @@ def live_defaults(info) -> dict:
     """Steps, sampler, strength (and guidance, when given) for live jobs: the model's live settings
     where ``info`` offers them and they are valid, else :data:`FALLBACK`."""
     pairs: list = []
-    given = getattr(info, "live_defaults", None)
+    given = getattr(info, "live", None) or getattr(info, "live_defaults", None)  # ModelInfo.live: pairs
     if isinstance(given, Mapping):
         pairs.extend(given.items())
     elif isinstance(given, (tuple, list)):

@@ -50,7 +50,7 @@ def test_live_submits_img2img_of_the_region_with_fallback_settings(window, qtbot
     live = start_live(window, qtbot)
     engine = fake_engine["engine"]
     req = engine.submitted[-1]
-    assert req.operation == "img2img"
+    assert req.operation == "img2img" and req.live  # the engine's live path
     assert req.origin == (100, 100) and req.image.shape[:2] == (256, 256)
     assert (req.steps, req.sampler, req.count) == (FALLBACK["steps"], FALLBACK["sampler"], 1)
     assert req.strength == pytest.approx(0.5)
@@ -214,6 +214,14 @@ def test_the_model_live_settings_are_used():
     assert live_defaults(info)["steps"] == 6
     assert live_defaults(info_mapping) == {"steps": 2, "sampler": "euler", "strength": 0.7, "guidance": 1.5}
     assert live_defaults(type("I", (), {"live_defaults": {"steps": -1, "sampler": "nope"}})()) == FALLBACK
+    engines = ModelInfo("m", live=(("steps", 6), ("sampler", "dpmpp_2m"), ("strength", 0.5)))  # as the engine says
+    assert live_defaults(engines) == {"steps": 6, "sampler": "dpmpp_2m", "strength": 0.5}
+
+
+def test_the_embedded_models_live_setting_reaches_the_app():
+    from backend.models import model_info
+
+    assert live_defaults(model_info("")) == {"steps": 6, "sampler": "dpmpp_2m", "strength": 0.5}
 
 
 def test_a_live_update_is_quick_on_the_gui_thread(window, qtbot):
