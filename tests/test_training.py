@@ -78,7 +78,8 @@ def test_folder_loads_in_the_stock_inpaint_pipeline(tiny_model):
     assert json.loads((folder / "latent_studio.json").read_text()) == {
         "ignores_prompt": True, "native_resolution": 64, "anchor_latents": True, "colour_guide_cell": 4,
         "restore_detail": True, "inpaint_defaults": {"fill": "exemplar", "strength": 0.5},
-        "outpaint_defaults": {"fill": "exemplar", "strength": 0.5}, "name": "latent-studio-mini"}
+        "outpaint_defaults": {"fill": "exemplar", "strength": 0.5},
+        "live_defaults": {"steps": 6, "sampler": "dpmpp_2m", "strength": 0.5}, "name": "latent-studio-mini"}
     assert "## Data and licences" in (folder / "README.md").read_text()
     assert all(f.suffix != ".bin" for f in folder.rglob("*"))
     pipe = load_pipeline(folder)

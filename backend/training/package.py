@@ -26,6 +26,8 @@ TRAINING_RECORD = "training.json"  # train_stats.json of the run that made a fol
 # `evaluate`, see the model card.
 INPAINT_DEFAULTS = {"fill": "exemplar", "strength": 0.5}
 OUTPAINT_DEFAULTS = {"fill": "exemplar", "strength": 0.5}
+# The fewest steps whose live img2img figures stay within 10 % of 20 steps (bench/eval_live_settings.py).
+LIVE_DEFAULTS = {"steps": 6, "sampler": "dpmpp_2m", "strength": 0.5}
 COLOUR_GUIDE_CELL = 4
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "resources" / "models" / MODEL_NAME
@@ -111,6 +113,7 @@ def build_folder(work_dir: Path, dest: Path = DEFAULT_MODEL_DIR, log=print) -> P
         json.dumps({"ignores_prompt": True, "native_resolution": resolution, "anchor_latents": True,
                     "colour_guide_cell": COLOUR_GUIDE_CELL, "restore_detail": True,
                     "inpaint_defaults": INPAINT_DEFAULTS, "outpaint_defaults": OUTPAINT_DEFAULTS,
+                    "live_defaults": LIVE_DEFAULTS,
                     "name": MODEL_NAME}, indent=2) + "\n"
     )
     (tmp / TRAINING_RECORD).write_text(json.dumps(stats, indent=1) + "\n")
