@@ -9,16 +9,9 @@ from canvas.geometry import Rect
 from canvas.live import LiveSettings
 from canvas.ora import load_ora, save_ora
 from canvas.selection import Selection
+from gestures import drag
 from studio.live import FALLBACK, live_defaults
 
-
-
-def drag(qtbot, view, points, button=Qt.LeftButton):
-    pts = [view.to_widget(x, y).toPoint() for x, y in points]
-    qtbot.mousePress(view, button, pos=pts[0])
-    for p in pts[1:]:
-        qtbot.mouseMove(view, pos=p)
-    qtbot.mouseRelease(view, button, pos=pts[-1])
 
 
 def stroke(qtbot, window, y, x0=120, x1=220):

@@ -7,14 +7,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from canvas.geometry import Rect
 from canvas.selection import Selection
-
-
-def drag(qtbot, view, points, button=Qt.LeftButton):
-    pts = [view.to_widget(x, y).toPoint() for x, y in points]
-    qtbot.mousePress(view, button, pos=pts[0])
-    for p in pts[1:]:
-        qtbot.mouseMove(view, pos=p)
-    qtbot.mouseRelease(view, button, pos=pts[-1])
+from gestures import drag
 
 
 def set_operation(window, name):
