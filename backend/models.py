@@ -262,10 +262,7 @@ class LoadedModel:
         if self.is_inpainting:
             return self.inpaint
         if self._img2img is None:
-            from diffusers import AutoPipelineForImage2Image
-
-            self._img2img = AutoPipelineForImage2Image.from_pipe(self.inpaint)
-            self._img2img.set_progress_bar_config(disable=True)
+            self._img2img = self._from_pipe("img2img")
         return self._img2img
 
     @property
@@ -275,11 +272,19 @@ class LoadedModel:
         if self.is_inpainting:
             return self.inpaint
         if self._txt2img is None:
-            from diffusers import AutoPipelineForText2Image
-
-            self._txt2img = AutoPipelineForText2Image.from_pipe(self.inpaint)
-            self._txt2img.set_progress_bar_config(disable=True)
+            self._txt2img = self._from_pipe("txt2img")
         return self._txt2img
+
+    def _from_pipe(self, kind: str, **components):
+        """diffusers' pipeline of ``kind`` made from the inpaint one with ``from_pipe`` (its weights shared),
+        with ``components`` (a ControlNet) added."""
+        import diffusers
+
+        auto = {"inpaint": diffusers.AutoPipelineForInpainting, "img2img": diffusers.AutoPipelineForImage2Image,
+                "txt2img": diffusers.AutoPipelineForText2Image}[kind]
+        pipe = auto.from_pipe(self.inpaint, **components)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     def pipeline(self, kind: str, controlnet=None):
         """The pipeline for ``kind`` ("inpaint", "img2img" or "txt2img"), with ``controlnet`` (a
@@ -292,16 +297,10 @@ class LoadedModel:
             return {"inpaint": self.inpaint, "img2img": self.img2img, "txt2img": self.txt2img}[kind]
         key = (kind, id(controlnet))
         if key not in self._variants:
-            import diffusers
-
-            auto = {"inpaint": diffusers.AutoPipelineForInpainting, "img2img": diffusers.AutoPipelineForImage2Image,
-                    "txt2img": diffusers.AutoPipelineForText2Image}[kind]
             stale = [k for k in self._variants if k[1] != id(controlnet)]
             for k in stale:  # the ControlNets of an earlier job: let them go
                 del self._variants[k]
-            pipe = auto.from_pipe(self.inpaint, controlnet=controlnet)
-            pipe.set_progress_bar_config(disable=True)
-            self._variants[key] = pipe
+            self._variants[key] = self._from_pipe(kind, controlnet=controlnet)
         return self._variants[key]
 
     def pipelines(self) -> list:
