@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
-# Torch slows down badly when its worker threads spin while another process
-# wants the core; this must be set before torch is imported anywhere.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How torch's threads wait (backend/threads.py); this must be set before torch is imported anywhere.
+from backend.threads import openmp_defaults  # noqa: E402
+
+openmp_defaults()
 
 # Each module registers its own subcommands: register(subparsers) adds parsers
 # whose `func(args) -> int` runs the command. Adding a command means adding a

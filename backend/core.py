@@ -137,15 +137,15 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     if use_inpaint and not full_region and model.is_inpainting and model.info.get("anchor_latents"):
         guide = model.colour_guide_cell if s.guide_colours else 0
         anchor = _LatentAnchor(pipe, init, mask_image, s.seed, guide_cell=guide,
-                               known=_encode(pipe, init) if s.live else None)
+                               known=_encode_live(model, pipe, init) if s.live else None)
     previewer = model.previewer(ctx.tiny_decoder)
     alpha = torch.from_numpy((np.clip(soft, 0, 1) * 255 + 0.5).astype(np.uint8)).to(model.device)
     n_steps = effective_steps(s.steps, s.strength)
     keep = 0.0 if s.text_only else input_detail_weight(s.strength)
     # The start image's latents: what the previews are drawn relative to, and what the autoencoder's
     # loss of detail is measured on (not needed when nothing of the start is kept).
-    start_latents = anchor.known if anchor is not None else _encode(pipe, init) if keep > 0 or (
-        s.live and not s.text_only) else None
+    start_latents = anchor.known if anchor is not None else _encode_live(model, pipe, init) if s.live and (
+        not s.text_only) else _encode(pipe, init) if keep > 0 else None
     reference = previewer.reference(start_latents, rgb, model.device, keep)
     done = 0
 
@@ -185,7 +185,7 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
         if not text_pipe:
             kwargs["image"] = start_latents  # the pipeline takes latents as they are: no second encode
         if mask_image is not None and model.is_inpainting:
-            kwargs["masked_image_latents"] = _masked_latents(model, pipe, init, mask_image, full_region)
+            kwargs["masked_image_latents"] = _masked_latents(model, pipe, init, mask_image, full_region, live=True)
     # A 9-channel model runs every kind through its inpaint pipeline: the steering kwargs are that one's.
     kwargs.update(steering.region_kwargs("inpaint" if model.is_inpainting else kind, rect, (work_w, work_h),
                                          pixels, soft))
@@ -268,20 +268,46 @@ def _encode(pipe, image):
         return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
 
 
-def _masked_latents(model, pipe, init, mask_image, full_region: bool):
-    """A 9-channel model's masked-image latents, encoded as their mean: for a full mask (img2img) the
-    masked image is the same grey whatever was painted, so it is encoded once per working size and kept."""
+def _encode_live(model, pipe, image, pixels=None):
+    """A live update's start latents: by the model's encode head when it ships one (about 7 ms at 256²
+    on a CPU against the VAE's 300), else as :func:`_encode`. ``pixels``: the preprocessed image, if
+    already made."""
+    import torch
+
+    head = model.encode_head()
+    if head is None:
+        if pixels is None:
+            return _encode(pipe, image)
+        vae = pipe.vae
+        with torch.no_grad():
+            return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+    if pixels is None:
+        pixels = pipe.image_processor.preprocess(image)
+    param = next(head.parameters())
+    with torch.no_grad():
+        z = head(pixels.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last))
+    return z.to(next(pipe.vae.parameters()).dtype).contiguous()
+
+
+def _masked_latents(model, pipe, init, mask_image, full_region: bool, live: bool = False):
+    """A 9-channel model's masked-image latents, encoded as their mean (by the encode head when ``live``):
+    for a full mask (img2img) the masked image is the same grey whatever was painted, so it is encoded
+    once per working size and kept."""
     import torch
 
     param = next(pipe.vae.parameters())
-    key = (id(pipe.vae), init.size)
+    key = (id(pipe.vae), init.size, id(model.encode_head()) if live else None)
     kept = model.latent_cache.get("grey")
     if full_region and kept is not None and kept[0] == key:
         return kept[1]
     pixels = pipe.image_processor.preprocess(init).to(param.device, param.dtype)
     mask = pipe.mask_processor.preprocess(mask_image).to(param.device, param.dtype)
-    with torch.no_grad():
-        latents = pipe.vae.encode(pixels * (mask < 0.5)).latent_dist.mean * pipe.vae.config.scaling_factor
+    masked = pixels * (mask < 0.5)
+    if live:
+        latents = _encode_live(model, pipe, None, masked)
+    else:
+        with torch.no_grad():
+            latents = pipe.vae.encode(masked).latent_dist.mean * pipe.vae.config.scaling_factor
     if full_region:
         model.latent_cache["grey"] = (key, latents)
     return latents

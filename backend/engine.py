@@ -154,7 +154,9 @@ class Engine(EngineBase):
     def _start_torch(self):
         import os
 
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from .threads import openmp_defaults
+
+        openmp_defaults()  # where torch is not imported yet (a plugin's process)
         import torch
 
         if self._threads:

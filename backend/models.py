@@ -188,6 +188,19 @@ class LoadedModel:
     ip_adapter_state: object = None  # steering.reference.LoadedAdapter while an IP-Adapter is loaded
     text_cache: dict = field(default_factory=dict)  # core.text_kwargs': the last prompt's embeddings
     latent_cache: dict = field(default_factory=dict)  # core's live path: the grey masked image's latents
+    _encode_head: object = False  # False: not looked for yet; None: the model ships none
+
+    def encode_head(self):
+        """The live encoder shipped in the model's folder (``encode_head.safetensors``), on the model's
+        device, or None: live updates then encode with the VAE."""
+        if self._encode_head is False:
+            head = None
+            if self.source.kind == "folder":
+                from .preview import load_encode_head
+
+                head = load_encode_head(self.source.path, self.vae.config.latent_channels)
+            self._encode_head = head.to(self.device) if head is not None else None
+        return self._encode_head
 
     def previewer(self, tiny_decoder=None):
         """The latent→RGB previewer for this model's VAE (fitted once, then cached)."""

@@ -3,7 +3,7 @@
     python bench/bench_live.py [--strokes 20] [--threads 2] [--region 256]
 
 A 256² region of a held-out photo (else a colour ramp) is painted with random strokes; after each stroke a
-live job (img2img at the model's live defaults, ``live=True``: one VAE encode, the preview head's decode) is
+live job (img2img at the model's live defaults, ``live=True``: the encode head's encode, the preview head's decode) is
 submitted, and the time from the stroke's end to the result composited into a 256² RGBA buffer (numpy,
 as the studio paints it) is measured, with its breakdown from the job's own events. Then a burst: 20
 strokes 50 ms apart, each cancelling the job in flight; how many run to completion, and whether the shown
@@ -103,7 +103,8 @@ def breakdown(stamps, submitted, painted) -> dict:
 
 
 def component_times(engine, size: int) -> dict:
-    """The model's parts alone at the region's size, median of 5: VAE encode, VAE decode, preview head."""
+    """The model's parts alone at the region's size, median of 5: VAE encode and decode, and what the live
+    path uses instead of them: the encode head (when the model ships one) and the preview head."""
     import torch
 
     model = engine._models.get("")
@@ -111,10 +112,14 @@ def component_times(engine, size: int) -> dict:
     x = torch.zeros(1, 3, size, size)
     z = torch.zeros(1, 4, size // 8, size // 8)
     head = model.previewer()
+    encoder = model.encode_head()
+    parts = [("VAE encode", lambda: vae.encode(x)), ("VAE decode", lambda: vae.decode(z)),
+             ("preview head", lambda: head.decode(z, (size, size)))]
+    if encoder is not None:
+        parts.insert(1, ("encode head", lambda: encoder(x.contiguous(memory_format=torch.channels_last))))
     out = {}
     with torch.no_grad():
-        for name, fn in (("VAE encode", lambda: vae.encode(x)), ("VAE decode", lambda: vae.decode(z)),
-                         ("preview head", lambda: head.decode(z, (size, size)))):
+        for name, fn in parts:
             fn()
             times = []
             for _ in range(5):
@@ -174,8 +179,8 @@ def main() -> None:
           f"(goal: median <= 400 ms, p95 <= 800 ms; {len(ms)} strokes)")
     for key in ("start", "first step", "per step", "after last step", "paint"):
         print(f"  {key:<16} median {statistics.median(p[key] for p in parts) * 1000:7.1f} ms")
-    print("  (first step: snapshot checks, VAE encode of the start, text embeddings kept, one UNet step; after "
-          "last step: the preview head's decode, detail kept, composite)")
+    print("  (first step: snapshot checks, the start's encode (by the model's encode head, else its VAE), text "
+          "embeddings kept, one UNet step; after last step: the preview head's decode, detail kept, composite)")
     for name, seconds in component_times(engine, args.region).items():
         print(f"  {name:<16} alone  {seconds * 1000:7.1f} ms")
 

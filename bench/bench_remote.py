@@ -2,6 +2,7 @@
 
     python bench/bench_remote.py            # tiny model, CPU, two replicas of one torch thread (a few minutes)
     python bench/bench_remote.py --full     # SD 1.5-size random weights at 512² (slow on CPU)
+    python bench/bench_remote.py --embedded # the embedded model at 256² (compute-bound, unlike the tiny model)
 
 Needs the cluster extra (make setup-cluster). Figures, measured side by side in one run:
   per-job time remote / in-process (same request, one torch thread each)    goal <= 1.10 (SD 1.5 size, 512²)
@@ -44,15 +45,13 @@ class Waiter:
         return event
 
 
-def request(size: int, steps: int, seed: int = 0):
-    import numpy as np
-
+def request(size: int, steps: int, seed: int = 0, guidance: float = 7.5):
     from backend import InpaintRequest
     from scenes import make_scene
 
     img, mask = make_scene(size, size)
     return InpaintRequest(image=img, mask=mask, model="bench-model", steps=steps, seed=seed, padding=0,
-                          fill="original", strength=1.0) if size else np.zeros(0)
+                          fill="original", strength=1.0, guidance=guidance)
 
 
 def job_time(engine, waiter, req, repeat: int) -> float:
@@ -86,7 +85,11 @@ def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true", help="SD 1.5-size random weights at 512²")
+    parser.add_argument("--embedded", action="store_true", help="the embedded model at 256²")
     parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--guidance", type=float, default=7.5, help="1 skips the unconditioned pass")
+    parser.add_argument("--repeat", type=int, default=3, help="timed jobs per side (after one warm-up job)")
+    parser.add_argument("--jobs", type=int, default=4, help="jobs per client in the throughput runs")
     args = parser.parse_args()
     try:
         from ray import serve
@@ -100,18 +103,25 @@ def main() -> int:
     from remote.protocol import Limits
     from remote.serve import APP_NAME, ServeOptions, build_app, start
 
-    size, steps = (512, args.steps or 10) if args.full else (128, args.steps or 10)
+    size, steps = (512, args.steps or 10) if args.full else (256, args.steps or 10) if args.embedded else (
+        128, args.steps or 10)
     root = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     models = root / "models"
     models.mkdir()
     if args.full:
         full_size_folder(models / "bench-model")
+    elif args.embedded:
+        import shutil
+
+        from backend.models import resolve
+
+        shutil.copytree(resolve("").path, models / "bench-model")
     else:
         import tiny_models
 
         tiny_models.save_diffusers_folder(models / "bench-model", "sd15", 9, seed=0)
     os.environ["LATENT_STUDIO_MODELS"] = str(models)
-    req = request(size, steps)
+    req = request(size, steps, guidance=args.guidance)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -120,29 +130,31 @@ def main() -> int:
                            limits=Limits(max_side=1024, max_pixels=1024 * 1024))
     t = time.perf_counter()
     server = start(options)
-    print(f"server up in {time.perf_counter() - t:.1f} s ({size}² inpaint, {steps} steps, {'SD 1.5 size' if args.full else 'tiny model'})")
+    what = "SD 1.5 size" if args.full else "embedded model" if args.embedded else "tiny model"
+    print(f"server up in {time.perf_counter() - t:.1f} s ({size}² inpaint, {steps} steps, guidance "
+          f"{args.guidance:g}, {what}, one torch thread per engine; load {os.getloadavg()[0]:.1f})")
     try:
         torch.set_num_threads(1)
         waiter = Waiter()
         local = Engine(waiter, threads=1, preview_interval=0.0)
         try:
-            local_time = job_time(local, waiter, req, 3)
+            local_time = job_time(local, waiter, req, args.repeat)
         finally:
             local.shutdown()
         waiter = Waiter()
         remote = RemoteEngine(waiter, server.url, token)
         try:
-            remote_time = job_time(remote, waiter, req, 3)
+            remote_time = job_time(remote, waiter, req, args.repeat)
             previews = [s for kind, s in remote.latencies if kind == "Preview"]
         finally:
             remote.shutdown()
         report("per-job time remote / in-process", remote_time / local_time, "<= 1.10 (SD 1.5 size, 512²)")
         print(f"  (in-process {local_time * 1000:.0f} ms, remote {remote_time * 1000:.0f} ms)")
         report("preview latency engine -> client, median", statistics.median(previews) * 1000, "<= 20", " ms")
-        two = throughput(server.url, token, req, 4)
+        two = throughput(server.url, token, req, args.jobs)
         serve.run(build_app(ServeOptions(**{**options.__dict__, "replicas": 1})), name=APP_NAME, route_prefix="/",
                   blocking=False)
-        one = throughput(server.url, token, req, 4)
+        one = throughput(server.url, token, req, args.jobs)
         report("throughput 2 replicas / 1 replica, two clients", two / one, ">= 1.7 (two devices)")
         print(f"  ({two:.2f} and {one:.2f} jobs/s; here both replicas share {os.cpu_count()} CPU cores)")
     finally:

@@ -2,7 +2,7 @@
 to the input, colour error, the difference two seeds make) stay within 10 % of the 20-step ones, and what the
 live path's fast decode (the preview head instead of the VAE decoder) costs against the full decode.
 
-    python bench/eval_live_settings.py [--crops 6] [--strength 0.5]
+    python bench/eval_live_settings.py [--crops 6] [--strength 0.5] [--painted]
 
 Held-out 256² crops from ``prepare-data``'s eval_crops.npz, two seeds each.
 """
@@ -86,6 +86,31 @@ def decode_cost(model, images, strength, steps, sampler) -> None:
           f"{np.mean(ds):.2f} (0-255), colour error {np.mean(cs):.2f}")
 
 
+def encode_cost(model, images, strength, steps, sampler, base) -> None:
+    """What the live path's fast encode (the model's encode head instead of its VAE encoder) costs: live
+    results with each, compared, and each one's figures against the 20-step baseline."""
+    from backend.models import LoadedModel
+
+    if model.model.encode_head() is None:
+        print("fast encode: this model ships no encode head (live updates encode with its VAE)")
+        return
+    head, head_outs = figures(model, images, strength, steps, sampler, live=True)
+    original = LoadedModel.encode_head
+    LoadedModel.encode_head = lambda self: None
+    model.model.latent_cache.clear()
+    try:
+        vae, vae_outs = figures(model, images, strength, steps, sampler, live=True)
+    finally:
+        LoadedModel.encode_head = original
+        model.model.latent_cache.clear()
+    for name, f in (("encode head", head), ("VAE encoder", vae)):
+        print(f"live with the {name}: SSIM {f['ssim']:.3f}, colour {f['colour']:.2f}, seeds differ by {f['seeds']:.2f}, "
+              f"{f['ms']:.0f} ms a job{'  within 10 %' if within(f, base) else '  NOT within 10 %'}")
+    ps = [psnr(a, b) for a, b in zip(head_outs, vae_outs)]
+    ds = [float(np.abs(a.astype(np.float64) - b).mean()) for a, b in zip(head_outs, vae_outs)]
+    print(f"fast encode vs VAE encode, live results: PSNR {np.mean(ps):.2f} dB, mean |difference| {np.mean(ds):.2f} (0-255)")
+
+
 def within(f, base, tol=0.10) -> bool:
     return (abs(f["ssim"] - base["ssim"]) <= tol * base["ssim"] and abs(f["seeds"] - base["seeds"]) <= tol * base["seeds"]
             and f["colour"] <= max((1 + tol) * base["colour"], base["colour"] + 0.5))
@@ -98,6 +123,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samplers", default="dpmpp_2m,euler,ddim,lcm,euler_trailing")
     parser.add_argument("--steps", default="2,4,6,8,10")
+    parser.add_argument("--painted", action="store_true",
+                        help="the crops with brush strokes and blocks of colour painted over them, as a live region holds")
     args = parser.parse_args()
     import torch
 
@@ -106,6 +133,12 @@ def main() -> None:
 
     model = EngineModel(resolve("").path)
     images, what = crops(args.crops)
+    if args.painted:
+        from backend.training.encode_head import paint_over
+
+        rng = np.random.default_rng(3)
+        images = [paint_over(np.ascontiguousarray(c), rng) for c in images]
+        what += ", painted over"
     s = args.strength
     print(f"{what}, strength {s:g}, two seeds each, {args.threads} threads")
     base, base_out = figures(model, images, s, 20, "dpmpp_2m", live=False)
@@ -129,6 +162,7 @@ def main() -> None:
         sampler, steps, _ = best
         print(f"live setting: {steps} steps, {sampler}, strength {s:g}")
         decode_cost(model, images, s, steps, sampler)
+        encode_cost(model, images, s, steps, sampler, base)
 
 if __name__ == "__main__":
     main()

@@ -82,6 +82,16 @@ def register(subparsers) -> None:
     p.add_argument("--crops", type=int, default=256, help="training photo crops (each encoded and decoded twice)")
     p.set_defaults(func=cmd_train_preview)
 
+    p = subparsers.add_parser("train-encode-head",
+                              help="fit a model's encode head (a tiny encoder for live updates)")
+    _common(p, work=False)
+    p.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded latent-studio-mini)")
+    p.add_argument("--steps", type=int, default=4000, help="training steps")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops early)")
+    p.add_argument("--crops", type=int, default=512,
+                   help="training photo crops (each encoded as it is and painted over)")
+    p.set_defaults(func=cmd_train_encode_head)
+
     p = subparsers.add_parser("evaluate", help="held-out metrics of the embedded model and a contact sheet")
     _common(p, work=False)
     p.add_argument("--model", type=Path, default=None, help="model folder (default: the embedded latent-studio-mini)")
@@ -246,6 +256,35 @@ def cmd_train_preview(args) -> int:
         crops = crops.permute(0, 2, 3, 1).numpy() if hasattr(crops, "permute") else crops
         state = train_preview_head(vae, crops, config, device=device)
         print(f"preview head written to {save_head(state, model)}")
+        if (model / "README.md").is_file() and (model / "latent_studio.json").is_file():
+            write_card(model)
+    return _run(go)
+
+
+def cmd_train_encode_head(args) -> int:
+    bad = _positive(args, "steps", "minutes", "crops")
+    if bad:
+        return _fail(bad)
+
+    def go():
+        import torch
+
+        from backend.training import data
+        from backend.training.encode_head import EncodeHeadConfig, save_encode_head, train_encode_head
+        from backend.training.package import DEFAULT_MODEL_DIR, write_card
+
+        model = Path(args.model or DEFAULT_MODEL_DIR)
+        if not (model / "model_index.json").is_file() or not (model / "vae").is_dir():
+            return _fail(f"no model folder with a VAE at {model}")
+        from diffusers import AutoencoderKL
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        vae = AutoencoderKL.from_pretrained(str(model / "vae")).to(device)
+        d = data.ensure_prepared(args.data_dir)
+        config = EncodeHeadConfig(crops=args.crops, steps=args.steps, minutes=args.minutes)
+        crops = data.make_crop_bank(data.load_photos(d, "train"), config.crops, config.size, seed=config.seed)
+        state = train_encode_head(vae, crops.permute(0, 2, 3, 1).numpy(), config, device=device)
+        print(f"encode head written to {save_encode_head(state, model)}")
         if (model / "README.md").is_file() and (model / "latent_studio.json").is_file():
             write_card(model)
     return _run(go)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from backend.errors import BackendError
+from backend.threads import OPENMP_DEFAULTS
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = "latent_studio_krita"
@@ -186,7 +187,7 @@ def _selftest(args) -> int:
                 "steps": args.steps, "seed": 0,
                 "threads": args.threads, "timeout": args.timeout, "record": environment_record()}
         env = dict(os.environ, PYTHONPATH=str(HERE), LATENT_STUDIO_SELFTEST=json.dumps(spec),
-                   OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
+                   HF_HUB_OFFLINE="1", **OPENMP_DEFAULTS)
         env.pop("QT_QPA_PLATFORM", None)  # Krita on Qt's offscreen platform stops at an X error: it gets xcb
         started = time.monotonic()
         log = Path(tmp) / "krita.log"

@@ -105,7 +105,9 @@ def build_app(options: ServeOptions):
     _, serve = _ray()
     from .server import Gateway, Worker
 
-    env = {"OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": _pythonpath(),
+    from backend.threads import OPENMP_DEFAULTS
+
+    env = {**OPENMP_DEFAULTS, "PYTHONPATH": _pythonpath(),
            **{k: os.environ[k] for k in ("LATENT_STUDIO_MODELS", "LATENT_STUDIO_CACHE", "HF_HUB_OFFLINE", "HF_HOME")
               if k in os.environ},
            **options.env}

@@ -19,7 +19,9 @@ Fixtures (built once per session, under ``tmp_path_factory``; treat them as read
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from backend.threads import openmp_defaults  # noqa: E402
+
+openmp_defaults()
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backend.threads import OPENMP_DEFAULTS  # noqa: E402
+
 DRIVER = r'''
 import json, os, time
 from krita import Extension, Krita, Selection
@@ -116,7 +118,7 @@ def main(out_dir: str) -> int:
     (config / "kritarc").write_text("[python]\nenable_latent_studio_krita=true\nenable_shot_driver=true\n\n"
                                     "[General]\nshowSplashScreen=false\n")
     env = dict(os.environ, XDG_DATA_HOME=str(data), XDG_CONFIG_HOME=str(config), SHOT_OUT=str(out),
-               SHOT_IMAGE=str(SELFTEST_IMAGE), OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
+               SHOT_IMAGE=str(SELFTEST_IMAGE), HF_HUB_OFFLINE="1", **OPENMP_DEFAULTS)
     command = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "krita", "--nosplash"]
     with open(out / "krita.log", "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
