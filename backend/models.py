@@ -198,7 +198,7 @@ class LoadedModel:
             if self.source.kind == "folder":
                 from .preview import load_encode_head
 
-                head = load_encode_head(self.source.path, self.vae.config.latent_channels)
+                head = load_encode_head(self.source.path, self.vae.config.latent_channels, self.vae)
             self._encode_head = head.to(self.device) if head is not None else None
         return self._encode_head
 

@@ -267,17 +267,36 @@ def make_encode_head(latent_channels: int = 4, hidden: int = ENCODE_HIDDEN, laye
     return nn.Sequential(*mods)
 
 
-def load_encode_head(folder, latent_channels: int = 4):
+def encoder_fingerprint(vae) -> str:
+    """A short hash of a VAE's encoder weights (the encoder and its quant conv: what an encode head copies;
+    retraining only the decoder keeps it)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in vae.state_dict().items():
+        if name.startswith(("encoder.", "quant_conv.")):
+            h.update(name.encode())
+            h.update(tensor.detach().flatten()[:256].to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def load_encode_head(folder, latent_channels: int = 4, vae=None):
     """The live encoder shipped in a model folder (``encode_head.safetensors``), or None (a missing,
-    damaged or foreign file: live updates then encode with the VAE, never fail)."""
+    damaged or foreign file, or one fitted to another encoder than ``vae``'s when it records which: live
+    updates then encode with the VAE, never fail)."""
     from pathlib import Path
 
     file = Path(folder) / ENCODE_HEAD_FILE
     if not file.is_file():
         return None
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     try:
+        with safe_open(str(file), "pt") as f:
+            fitted_to = (f.metadata() or {}).get("encoder")
+        if vae is not None and fitted_to and fitted_to != encoder_fingerprint(vae):
+            return None
         state = load_file(str(file))
         last = max((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))
         hidden = int(state[last].shape[1])  # the final 1×1 convolution: hidden → latent channels

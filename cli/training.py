@@ -284,7 +284,7 @@ def cmd_train_encode_head(args) -> int:
         config = EncodeHeadConfig(crops=args.crops, steps=args.steps, minutes=args.minutes)
         crops = data.make_crop_bank(data.load_photos(d, "train"), config.crops, config.size, seed=config.seed)
         state = train_encode_head(vae, crops.permute(0, 2, 3, 1).numpy(), config, device=device)
-        print(f"encode head written to {save_encode_head(state, model)}")
+        print(f"encode head written to {save_encode_head(state, model, vae)}")
         if (model / "README.md").is_file() and (model / "latent_studio.json").is_file():
             write_card(model)
     return _run(go)

@@ -108,12 +108,14 @@ def train_encode_head(vae, crops_u8: np.ndarray, config: EncodeHeadConfig, devic
     return {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
 
 
-def save_encode_head(state: dict, model_dir: Path) -> Path:
+def save_encode_head(state: dict, model_dir: Path, vae=None) -> Path:
+    """Writes the head into the model folder, recording which encoder it copies (``vae``'s), so that a head
+    left behind by a retrained encoder is not used."""
     from safetensors.torch import save_file
 
-    from backend.preview import ENCODE_HEAD_FILE
+    from backend.preview import ENCODE_HEAD_FILE, encoder_fingerprint
 
     path = Path(model_dir) / ENCODE_HEAD_FILE
-    save_file(state, str(path))
+    save_file(state, str(path), metadata={"encoder": encoder_fingerprint(vae)} if vae is not None else None)
     path.chmod(0o644)
     return path

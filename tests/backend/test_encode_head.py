@@ -26,7 +26,7 @@ def headed_folder(tmp_path_factory, tiny_sd15_inpaint_folder):
     state = train_encode_head(vae, crops, EncodeHeadConfig(crops=len(crops), size=64, steps=40, batch=4, hidden=16,
                                                            layers=1), log=lines.append)
     assert "MSE" in lines[-1] and "variance" in lines[-1]
-    save_encode_head(state, folder)
+    save_encode_head(state, folder, vae)
     return folder
 
 
@@ -88,11 +88,22 @@ def test_a_live_update_with_a_head_never_runs_the_vae_and_a_full_job_ignores_the
     assert with_head.image.shape == without.image.shape and not np.array_equal(with_head.image, without.image)
 
 
-def test_a_damaged_head_is_ignored_and_live_updates_use_the_vae(tmp_path, headed_folder):
+def test_a_damaged_head_or_one_fitted_to_another_encoder_is_ignored(tmp_path, headed_folder):
+    import torch
+    from diffusers import AutoencoderKL
+
     from backend.preview import ENCODE_HEAD_FILE, load_encode_head
 
     folder = tmp_path / "model"
     shutil.copytree(headed_folder, folder)
+    vae = AutoencoderKL.from_pretrained(str(folder / "vae"))
+    assert load_encode_head(folder, vae=vae) is not None
+    with torch.no_grad():
+        vae.decoder.conv_out.weight.mul_(1.5)  # a decoder-only retrain keeps the head
+    assert load_encode_head(folder, vae=vae) is not None
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.mul_(1.5)  # a retrained encoder does not
+    assert load_encode_head(folder, vae=vae) is None
     (folder / ENCODE_HEAD_FILE).write_bytes(b"not a safetensors file")
     assert load_encode_head(folder) is None
     (folder / ENCODE_HEAD_FILE).unlink()
