@@ -1,6 +1,7 @@
 """Live painting with the real engine and the embedded model: stroke end -> live result painted.
 
     python bench/bench_live.py [--strokes 20] [--threads 2] [--region 256]
+    python bench/bench_live.py --full     # SD 1.5-size random weights, 512² region, LCM, 4 UNet steps (a GPU's figure)
 
 A 256² region of a held-out photo (else a colour ramp) is painted with random strokes; after each stroke a
 live job (img2img at the model's live defaults, ``live=True``: the encode head's encode, the preview head's decode) is
@@ -79,7 +80,7 @@ def paint(buffer: np.ndarray, image: np.ndarray, rect, origin=(0, 0)) -> None:
 def live_request(doc, live: dict, seed: int = 7):
     from backend import Img2ImgRequest
 
-    return Img2ImgRequest(image=doc.copy(), model="", steps=live["steps"], sampler=live["sampler"],
+    return Img2ImgRequest(image=doc.copy(), model=live.get("model", ""), steps=live["steps"], sampler=live["sampler"],
                           strength=live["strength"], guidance=1.0, seed=seed, live=True)
 
 
@@ -102,15 +103,27 @@ def breakdown(stamps, submitted, painted) -> dict:
             "n steps": len(steps), "after last step": result - steps[-1], "paint": painted - result}
 
 
-def component_times(engine, size: int) -> dict:
+def full_size_live(region: int) -> dict:
+    """The issue's GPU setting: SD 1.5-inpainting-size random weights (the shipped config, fp16 on CUDA), LCM,
+    8 steps at strength 0.5 (4 UNet steps run), guidance 1."""
+    from _common import full_size_folder
+
+    from backend import paths
+
+    folder = full_size_folder(paths.cache_dir() / "bench" / "sd15-inpainting-random")
+    return {"model": str(folder), "steps": 8, "sampler": "lcm", "strength": 0.5}
+
+
+def component_times(engine, size: int, model_ref: str = "") -> dict:
     """The model's parts alone at the region's size, median of 5: VAE encode and decode, and what the live
     path uses instead of them: the encode head (when the model ships one) and the preview head."""
     import torch
 
-    model = engine._models.get("")
+    model = engine._models.get(model_ref)
     vae = model.vae
-    x = torch.zeros(1, 3, size, size)
-    z = torch.zeros(1, 4, size // 8, size // 8)
+    x = torch.zeros(1, 3, size, size, device=model.device, dtype=model.dtype)
+    z = torch.zeros(1, 4, size // 8, size // 8, device=model.device, dtype=model.dtype)
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     head = model.previewer()
     encoder = model.encode_head()
     parts = [("VAE encode", lambda: vae.encode(x)), ("VAE decode", lambda: vae.decode(z)),
@@ -121,10 +134,12 @@ def component_times(engine, size: int) -> dict:
     with torch.no_grad():
         for name, fn in parts:
             fn()
+            sync()
             times = []
             for _ in range(5):
                 t = time.perf_counter()
                 fn()
+                sync()
                 times.append(time.perf_counter() - t)
             out[name] = statistics.median(times)
     return out
@@ -136,22 +151,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--region", type=int, default=256)
     parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--full", action="store_true", help="SD 1.5-size random weights, 512² region, LCM 4 steps")
     args = parser.parse_args()
+    if args.full and args.region == 256:
+        args.region = 512
     import torch
 
     torch.set_num_threads(args.threads)
     from backend.engine import Engine
 
-    live = live_defaults()
+    live = full_size_live(args.region) if args.full else live_defaults()
+    model_ref = live.get("model", "")
     clock = Clock()
     engine = Engine(clock, threads=args.threads, preview_interval=0.1)
     doc = region_picture(args.region)
     rng = np.random.default_rng(0)
     buffer = np.zeros((args.region, args.region, 4), np.uint8)
-    print(f"embedded model, {args.region}² region, {args.threads} threads, live defaults: {live['steps']} steps "
+    import torch as _torch
+
+    where = _torch.cuda.get_device_name(0) if _torch.cuda.is_available() else f"CPU, {args.threads} threads"
+    print(f"{'SD 1.5-size random weights' if args.full else 'embedded model'}, {args.region}² region, {where}, "
+          f"{'LCM' if args.full else 'live defaults'}: {live['steps']} steps "
           f"{live['sampler']} at strength {live['strength']:g} (a live job runs "
           f"{max(1, int(live['steps'] * live['strength']))} UNet steps), fast decode")
-    engine.preload("")
+    engine.preload(model_ref)
     clock.done.get()  # loading
     clock.done.get()  # ready
     for _ in range(2):  # warm up: first-call allocations
@@ -181,7 +204,7 @@ def main() -> None:
         print(f"  {key:<16} median {statistics.median(p[key] for p in parts) * 1000:7.1f} ms")
     print("  (first step: snapshot checks, the start's encode (by the model's encode head, else its VAE), text "
           "embeddings kept, one UNet step; after last step: the preview head's decode, detail kept, composite)")
-    for name, seconds in component_times(engine, args.region).items():
+    for name, seconds in component_times(engine, args.region, model_ref).items():
         print(f"  {name:<16} alone  {seconds * 1000:7.1f} ms")
 
     # The burst: every stroke cancels the job in flight.

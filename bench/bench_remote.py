@@ -90,6 +90,9 @@ def main() -> int:
     parser.add_argument("--guidance", type=float, default=7.5, help="1 skips the unconditioned pass")
     parser.add_argument("--repeat", type=int, default=3, help="timed jobs per side (after one warm-up job)")
     parser.add_argument("--jobs", type=int, default=4, help="jobs per client in the throughput runs")
+    parser.add_argument("--no-throughput", action="store_true", help="only the per-job and preview figures")
+    parser.add_argument("--preview-interval", type=float, default=0.0,
+                        help="seconds between previews (0: every step; the app and `serve` use 0.1)")
     args = parser.parse_args()
     try:
         from ray import serve
@@ -126,7 +129,7 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = "bench"
-    options = ServeOptions(port=port, replicas=2, threads=1, token=token, preview_interval=0.0,
+    options = ServeOptions(port=port, replicas=2, threads=1, token=token, preview_interval=args.preview_interval,
                            limits=Limits(max_side=1024, max_pixels=1024 * 1024))
     t = time.perf_counter()
     server = start(options)
@@ -136,7 +139,7 @@ def main() -> int:
     try:
         torch.set_num_threads(1)
         waiter = Waiter()
-        local = Engine(waiter, threads=1, preview_interval=0.0)
+        local = Engine(waiter, threads=1, preview_interval=args.preview_interval)
         try:
             local_time = job_time(local, waiter, req, args.repeat)
         finally:
@@ -151,6 +154,8 @@ def main() -> int:
         report("per-job time remote / in-process", remote_time / local_time, "<= 1.10 (SD 1.5 size, 512²)")
         print(f"  (in-process {local_time * 1000:.0f} ms, remote {remote_time * 1000:.0f} ms)")
         report("preview latency engine -> client, median", statistics.median(previews) * 1000, "<= 20", " ms")
+        if args.no_throughput:
+            return 0
         two = throughput(server.url, token, req, args.jobs)
         serve.run(build_app(ServeOptions(**{**options.__dict__, "replicas": 1})), name=APP_NAME, route_prefix="/",
                   blocking=False)
