@@ -231,37 +231,16 @@ def cmd_train_unet(args) -> int:
 
 
 def cmd_train_preview(args) -> int:
-    bad = _positive(args, "steps", "minutes", "crops")
-    if bad:
-        return _fail(bad)
-
-    def go():
-        import torch
-
-        from backend.training import data
-        from backend.training.package import DEFAULT_MODEL_DIR, write_card
-        from backend.training.preview_head import PreviewHeadConfig, save_head, train_preview_head
-
-        model = Path(args.model or DEFAULT_MODEL_DIR)
-        if not (model / "model_index.json").is_file() or not (model / "vae").is_dir():
-            return _fail(f"no model folder with a VAE at {model}")
-        from diffusers import AutoencoderKL
-
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        vae = AutoencoderKL.from_pretrained(str(model / "vae")).to(device)
-        d = data.ensure_prepared(args.data_dir)
-        config = PreviewHeadConfig(crops=args.crops, steps=args.steps, minutes=args.minutes)
-        photos = data.load_photos(d, "train")
-        crops = data.make_crop_bank(photos, config.crops, config.size, seed=config.seed)
-        crops = crops.permute(0, 2, 3, 1).numpy() if hasattr(crops, "permute") else crops
-        state = train_preview_head(vae, crops, config, device=device)
-        print(f"preview head written to {save_head(state, model)}")
-        if (model / "README.md").is_file() and (model / "latent_studio.json").is_file():
-            write_card(model)
-    return _run(go)
+    return _train_head(args, "preview")
 
 
 def cmd_train_encode_head(args) -> int:
+    return _train_head(args, "encode")
+
+
+def _train_head(args, which: str) -> int:
+    """Fits one of a model folder's heads to its VAE on training crops and writes it there: ``which`` is
+    "preview" (the tiny decoder) or "encode" (the tiny encoder)."""
     bad = _positive(args, "steps", "minutes", "crops")
     if bad:
         return _fail(bad)
@@ -270,8 +249,14 @@ def cmd_train_encode_head(args) -> int:
         import torch
 
         from backend.training import data
-        from backend.training.encode_head import EncodeHeadConfig, save_encode_head, train_encode_head
         from backend.training.package import DEFAULT_MODEL_DIR, write_card
+
+        if which == "preview":
+            from backend.training.preview_head import PreviewHeadConfig as Config
+            from backend.training.preview_head import save_head, train_preview_head as train
+        else:
+            from backend.training.encode_head import EncodeHeadConfig as Config
+            from backend.training.encode_head import save_encode_head, train_encode_head as train
 
         model = Path(args.model or DEFAULT_MODEL_DIR)
         if not (model / "model_index.json").is_file() or not (model / "vae").is_dir():
@@ -281,10 +266,11 @@ def cmd_train_encode_head(args) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         vae = AutoencoderKL.from_pretrained(str(model / "vae")).to(device)
         d = data.ensure_prepared(args.data_dir)
-        config = EncodeHeadConfig(crops=args.crops, steps=args.steps, minutes=args.minutes)
+        config = Config(crops=args.crops, steps=args.steps, minutes=args.minutes)
         crops = data.make_crop_bank(data.load_photos(d, "train"), config.crops, config.size, seed=config.seed)
-        state = train_encode_head(vae, crops.permute(0, 2, 3, 1).numpy(), config, device=device)
-        print(f"encode head written to {save_encode_head(state, model, vae)}")
+        state = train(vae, crops.permute(0, 2, 3, 1).numpy(), config, device=device)
+        path = save_head(state, model) if which == "preview" else save_encode_head(state, model, vae)
+        print(f"{which} head written to {path}")
         if (model / "README.md").is_file() and (model / "latent_studio.json").is_file():
             write_card(model)
     return _run(go)

@@ -76,6 +76,7 @@ def train_encode_head(vae, crops_u8: np.ndarray, config: EncodeHeadConfig, devic
     import torch
 
     from backend.preview import make_encode_head
+    from backend.training.preview_head import fit_head
 
     torch.manual_seed(config.seed)
     t0 = time.perf_counter()
@@ -84,28 +85,10 @@ def train_encode_head(vae, crops_u8: np.ndarray, config: EncodeHeadConfig, devic
     spread = float(z.var()) or 1.0
     log(f"  {len(x)} pairs in {time.perf_counter() - t0:.0f} s")
     head = make_encode_head(z.shape[1], config.hidden, config.layers).to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
-    g = torch.Generator().manual_seed(config.seed)
-    deadline = time.perf_counter() + config.minutes * 60 if config.minutes else None
-    smooth = None
-    for step in range(1, config.steps + 1):
-        idx = torch.randint(0, len(x), (config.batch,), generator=g)
-        xb, zb = x[idx], z[idx]
-        if torch.rand((), generator=g) < 0.5:  # mirror: the encoder is close to mirror-symmetric
-            xb, zb = xb.flip(-1), zb.flip(-1)
-        loss = (head(xb.to(device)) - zb.to(device)).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
-        if step % 250 == 0 or step == config.steps:
-            log(f"  step {step}/{config.steps}: MSE {smooth:.4f} ({smooth / spread:.1%} of the latents' variance)")
-        if deadline and time.perf_counter() > deadline:
-            log(f"  time budget reached at step {step}")
-            break
-    return {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    # Mirrored batches too: the encoder is close to mirror-symmetric.
+    return fit_head(head, x, z, config, device, loss=lambda out, target: (out - target).pow(2).mean(),
+                    describe=lambda mse: f"MSE {mse:.4f} ({mse / spread:.1%} of the latents' variance)", log=log,
+                    mirror=True)
 
 
 def save_encode_head(state: dict, model_dir: Path, vae=None) -> Path:

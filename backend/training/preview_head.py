@@ -70,22 +70,34 @@ def train_preview_head(vae, crops_u8: np.ndarray, config: PreviewHeadConfig, dev
     z, y = make_pairs(vae, crops_u8, device, config.seed)
     log(f"  {len(z)} pairs in {time.perf_counter() - t0:.0f} s")
     head = make_head(z.shape[1], config.hidden, config.layers).to(device)
+    return fit_head(head, z, y, config, device, loss=lambda out, target: (out - target).abs().mean(),
+                    describe=lambda loss: f"L1 {loss * 127.5:.2f} (0-255)", log=log)
+
+
+def fit_head(head, inputs, targets, config, device, loss, describe, log=print, mirror: bool = False) -> dict:
+    """Fits ``head`` to map ``inputs`` to ``targets`` (tensors on the CPU, batches drawn at random) with Adam and a
+    cosine schedule, for ``config.steps`` or ``config.minutes``, logging ``describe(smoothed loss)`` every 250
+    steps; ``mirror``: half the batches flipped left-right, inputs and targets alike. Returns the state dict."""
+    import torch
+
     opt = torch.optim.Adam(head.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps)
     g = torch.Generator().manual_seed(config.seed)
-    deadline = t0 + config.minutes * 60 if config.minutes else None
+    deadline = time.perf_counter() + config.minutes * 60 if config.minutes else None
     smooth = None
     for step in range(1, config.steps + 1):
-        idx = torch.randint(0, len(z), (config.batch,), generator=g)
-        out = head(z[idx].to(device))
-        loss = (out - y[idx].to(device)).abs().mean()
+        idx = torch.randint(0, len(inputs), (config.batch,), generator=g)
+        x, y = inputs[idx], targets[idx]
+        if mirror and torch.rand((), generator=g) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        value = loss(head(x.to(device)), y.to(device))
         opt.zero_grad()
-        loss.backward()
+        value.backward()
         opt.step()
         sched.step()
-        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+        smooth = value.item() if smooth is None else 0.98 * smooth + 0.02 * value.item()
         if step % 250 == 0 or step == config.steps:
-            log(f"  step {step}/{config.steps}: L1 {smooth * 127.5:.2f} (0-255)")
+            log(f"  step {step}/{config.steps}: {describe(smooth)}")
         if deadline and time.perf_counter() > deadline:
             log(f"  time budget reached at step {step}")
             break

@@ -58,3 +58,27 @@ def _reset_hook(recorder):
 @pytest.fixture(scope="session")
 def scene():
     return make_scene
+
+
+def count_calls(monkeypatch, obj, *names) -> dict:
+    """Counts the calls of ``obj``'s methods ``names`` (still calling them) for the rest of the test:
+    {name: calls so far}."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        original = getattr(obj, name)
+
+        def counted(*a, _name=name, _original=original, **kw):
+            calls[_name] += 1
+            return _original(*a, **kw)
+
+        monkeypatch.setattr(obj, name, counted)
+    return calls
+
+
+def result_of(engine, recorder, request):
+    """Runs ``request`` on ``engine`` and returns its first result image (the job must succeed)."""
+    from backend.events import Result
+
+    events = recorder.wait(engine.submit(request))
+    assert isinstance(events[-1], Result), events[-1]
+    return events[-1].images[0]

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from backend import Img2ImgRequest
-from backend.events import Result
 
-from conftest import make_scene  # tests/backend/conftest.py is first on sys.path here
+from conftest import count_calls, make_scene, result_of as run  # tests/backend/conftest.py is first on sys.path here
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +36,6 @@ def live(folder, **kw):
     return Img2ImgRequest(image=img[:64, :64], **args)
 
 
-def run(engine, recorder, request):
-    events = recorder.wait(engine.submit(request))
-    assert isinstance(events[-1], Result), events[-1]
-    return events[-1].images[0]
-
-
-def count_vae_calls(monkeypatch, vae) -> dict:
-    calls = {"encode": 0, "decode": 0}
-    for name in calls:
-        original = getattr(vae, name)
-
-        def counted(*a, _name=name, _original=original, **kw):
-            calls[_name] += 1
-            return _original(*a, **kw)
-
-        monkeypatch.setattr(vae, name, counted)
-    return calls
-
-
 def test_the_head_copies_the_encoder_in_shape_and_loads_back(headed_folder):
     import torch
     from diffusers import AutoencoderKL
@@ -75,7 +55,7 @@ def test_a_live_update_with_a_head_never_runs_the_vae_and_a_full_job_ignores_the
     run(engine, recorder, live(headed_folder))  # loads the model
     model = engine._models.get(str(headed_folder))
     assert model.encode_head() is not None
-    calls = count_vae_calls(monkeypatch, model.vae)
+    calls = count_calls(monkeypatch, model.vae, "encode", "decode")
     with_head = run(engine, recorder, live(headed_folder, seed=9))
     assert calls == {"encode": 0, "decode": 0}
     # A full job encodes and decodes with the VAE as before: the same pixels as the model without a head.

@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 
 from backend import Img2ImgRequest, InpaintRequest
-from backend.events import Result
 
-from conftest import make_scene  # tests/backend/conftest.py is first on sys.path here
+from conftest import count_calls, make_scene, result_of as run  # tests/backend/conftest.py is first on sys.path here
 
 FEW_STEP = ["lcm", "tcd", "euler_trailing", "euler_a_trailing"]
 
@@ -15,12 +14,6 @@ def img2img(model, **kw):
     args = dict(model=str(model), steps=4, strength=0.6, guidance=1.0, seed=3)
     args.update(kw)
     return Img2ImgRequest(image=img[:64, :64], **args)
-
-
-def run(engine, recorder, request):
-    events = recorder.wait(engine.submit(request))
-    assert isinstance(events[-1], Result), events[-1]
-    return events[-1].images[0]
 
 
 @pytest.mark.parametrize("sampler", FEW_STEP)
@@ -93,16 +86,7 @@ def test_a_live_update_encodes_the_start_once_and_never_runs_the_vae_decoder(eng
                                                                            tiny_sd15_inpaint_folder):
     run(engine, recorder, img2img(tiny_sd15_inpaint_folder, live=True))  # loaded; the grey latents kept
     model = engine._models.get(str(tiny_sd15_inpaint_folder))
-    vae = model.vae
-    calls = {"encode": 0, "decode": 0}
-    for name in calls:
-        original = getattr(vae, name)
-
-        def counted(*a, _name=name, _original=original, **kw):
-            calls[_name] += 1
-            return _original(*a, **kw)
-
-        monkeypatch.setattr(vae, name, counted)
+    calls = count_calls(monkeypatch, model.vae, "encode", "decode")
     run(engine, recorder, img2img(tiny_sd15_inpaint_folder, live=True, seed=9))
     assert calls == {"encode": 1, "decode": 0}
     run(engine, recorder, img2img(tiny_sd15_inpaint_folder, seed=9))
