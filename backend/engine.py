@@ -204,7 +204,18 @@ class Engine(EngineBase):
         self._emit(Started(job_id, request.operation, total))
         try:
             ctx = make_ctx(job_id, flag, total)
-            images = operation.run(ctx, request)
+            try:
+                images = operation.run(ctx, request)
+            except Exception as exc:  # out of memory mid-job: once more with the next thriftier plan
+                mode = _retry_mode(exc, ctx)
+                if mode is None:
+                    raise
+                del exc
+                _free_memory()
+                ctx = make_ctx(job_id, flag, total)
+                ctx.memory_floor, ctx.memory_retry = mode, True
+                ctx.stage(f"Out of memory: trying again with {mode}")
+                images = operation.run(ctx, request)
         except JobCancelled:
             self._emit(Cancelled(job_id))
         except BackendError as exc:
@@ -273,6 +284,17 @@ def _quiet_libraries() -> None:
 
 
 _OOM = "The job ran out of memory: use a smaller region or fewer variations, or close other programs."
+
+
+def _retry_mode(exc: BaseException, ctx) -> str | None:
+    """The memory plan to rerun a job with after ``exc``, or None (not out of memory, no plan, none left)."""
+    from .errors import out_of_memory
+    from .memory_plan import thriftier
+
+    plan = getattr(ctx, "memory_plan", None)
+    if plan is None or ctx.memory_retry or not out_of_memory(exc):
+        return None
+    return thriftier(plan)
 
 
 def _free_memory() -> None:
