@@ -36,13 +36,13 @@ def test_off_loads_exactly_what_diffusers_loads(tiny_sd15_folder):
         assert torch.equal(model.vae.encode(x).latent_dist.mean, stock.encode(x).latent_dist.mean)
 
 
-def test_on_the_cpu_only_the_vae_encoder_goes_channels_last(tiny_sd15_folder):
+def test_on_the_cpu_only_the_vae_goes_channels_last(tiny_sd15_folder):
     import torch
 
     off, on = _load(tiny_sd15_folder, False), _load(tiny_sd15_folder, True)
-    assert _channels_last(on.vae.encoder)
-    assert not _channels_last(on.vae.decoder) and not _channels_last(on.inpaint.unet)
-    assert on.fast_path.applied == ["channels_last vae encoder"] and on.fast_path.notes == []
+    assert _channels_last(on.vae.encoder) and _channels_last(on.vae.decoder)
+    assert not _channels_last(on.inpaint.unet)  # no faster on this CPU (measured): left as diffusers has it
+    assert on.fast_path.applied == ["channels_last vae"] and on.fast_path.notes == []
     assert not fastpath.is_compiled(on.inpaint.unet)  # no compile on the CPU unless asked
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
@@ -97,8 +97,8 @@ def test_a_compile_failure_leaves_eager_modules_and_a_note(tiny_sd15_folder, mon
     assert all(n.endswith("it runs uncompiled.") for n in report.notes)
     assert said[0].startswith("Compiling the UNet")
     assert not any(a.startswith("compiled") for a in report.applied)
-    with torch.no_grad():  # eager again: the same numbers as before
-        assert torch.equal(pipe.vae.decode(latents).sample, before)
+    with torch.no_grad():  # eager again: it runs, and the same numbers as before (channels_last: rounding)
+        assert torch.allclose(pipe.vae.decode(latents).sample, before, atol=1e-4)
 
 
 def test_a_compile_that_works_wraps_forward_and_is_warmed_up_at_load(tiny_sd15_folder, monkeypatch):
@@ -171,4 +171,4 @@ def test_the_model_state_says_what_the_fast_path_did(tiny_sd15_folder):
     finally:
         engine.shutdown()
     ready = [e for e in events if isinstance(e, ModelState) and e.state == "ready"]
-    assert ready and ready[0].message == "fast path: channels_last vae encoder."
+    assert ready and ready[0].message == "fast path: channels_last vae."
