@@ -93,8 +93,11 @@ def model_folders(args) -> list[tuple[str, str, int]]:
     import torch
 
     cache = Path(args.cache) if args.cache else Path(tempfile.gettempdir()) / "latent-studio-bench"
-    out = [("SD 1.5 inpaint", str(full_size_folder(cache / "sd15-inpainting", dtype=torch.float16)), 512)]
-    if not args.no_sdxl:
+    wanted = set(args.models.split(","))
+    out = []
+    if "sd15" in wanted:
+        out.append(("SD 1.5 inpaint", str(full_size_folder(cache / "sd15-inpainting", dtype=torch.float16)), 512))
+    if "sdxl" in wanted:
         out.append(("SDXL", str(sdxl_folder(cache / "sdxl-base")), 1024))
     return out
 
@@ -245,9 +248,10 @@ def raw_pipeline(ref, device):
 
     from backend.models import resolve
 
-    model = load(ref, "cpu", False) if not Path(ref).is_dir() else None
+    import torch
+
     folder = resolve(ref).path
-    dtype = model.dtype if model else (__import__("torch").float16 if device.type == "cuda" else __import__("torch").float32)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32  # as backend.devices picks it
     pipe = AutoPipelineForInpainting.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
@@ -380,7 +384,7 @@ def free(device):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--full", action="store_true", help="CUDA: SD 1.5 inpaint 512² and SDXL 1024², random weights")
-    p.add_argument("--no-sdxl", action="store_true", help="with --full: SD 1.5 only")
+    p.add_argument("--models", default="sd15,sdxl", help="with --full: sd15, sdxl or both (comma-separated)")
     p.add_argument("--only", default="", help="comma-separated sections: unet,engine,first-job,memory,cpu")
     p.add_argument("--side", type=int, default=256)
     p.add_argument("--steps", type=int, default=None, help="default: 20 with --full, 4 otherwise")
