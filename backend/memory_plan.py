@@ -1,6 +1,6 @@
 """Per-job memory plan for diffusion on a GPU: full, model offload, sequential offload, VAE tiling.
 
-Each diffusion job measures the memory free on its device (``upscale.memory.available_bytes``:
+Each diffusion job measures the memory free on its device (``memory.available_bytes``, as the upscaler's tile plan:
 ``torch.cuda.mem_get_info`` on CUDA) and picks the least thrifty plan that fits:
 
 * ``full``: every weight on the GPU (fastest);
@@ -27,7 +27,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import InvalidRequest
-from .upscale.memory import GB, available_bytes
+from .memory import GB, available_bytes
 
 MODES = ("full", "model offload", "sequential offload")
 GPU_SHARE = 0.85  # of the memory free: the allocator's fragmentation and cuDNN workspaces need the rest

@@ -10,7 +10,7 @@ from backend.events import Failed, Progress, Result
 from backend.paths import MODEL_CONFIGS
 from backend.upscale.memory import GB
 
-from conftest import make_scene
+from scenes import make_scene
 
 
 @functools.lru_cache(maxsize=None)
