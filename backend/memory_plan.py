@@ -133,6 +133,8 @@ def plan_for(model, pipe, width: int, height: int, floor: str = "full", free: in
     """The plan for one job of ``model`` through ``pipe`` at the working size."""
     import torch
 
+    if getattr(model.device, "type", str(model.device)) != "cuda":  # nothing to weigh: always full (live jobs: free)
+        return choose({}, width, height, device=str(model.device))
     element = torch.finfo(model.dtype).bits // 8 if model.dtype.is_floating_point else 4
     return choose(component_bytes(pipe), width, height, device=str(model.device), free=free,
                   element=element, family=model.family, floor=floor)
