@@ -267,7 +267,11 @@ def section_first_job(label, ref, side, device, args):
             if out.returncode:
                 line(which, "failed", "", out.stderr.strip().splitlines()[-1][:150] if out.stderr.strip() else "")
                 continue
-            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            found = [ln for ln in out.stdout.splitlines() if ln.startswith("FIRST-JOB ")]
+            if not found:
+                line(which, "no figures", "", (out.stdout.strip().splitlines() or [""])[-1][:150])
+                continue
+            figures = json.loads(found[-1][len("FIRST-JOB "):])
             line(f"{which}: load + first job", f"{figures['first']:.1f}", " s",
                  f"(then a job takes {figures['second']:.2f} s; {figures['said']})")
 
@@ -294,7 +298,7 @@ def first_job_child(args):
     second = time.perf_counter() - t
     engine.shutdown()
     said = next((s.message for s in states if s.state == "ready"), "")
-    print(json.dumps({"first": first, "second": second, "said": said}))
+    print("FIRST-JOB " + json.dumps({"first": first, "second": second, "said": said}), flush=True)
 
 
 def section_memory(label, ref, side, device, args):
@@ -394,13 +398,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", default="", help="where the random-weight folders are kept")
     p.add_argument("--child-timeout", type=int, default=420)
-    p.add_argument("--first-job-child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--first-job-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.steps = args.steps or (20 if args.full else 4)
     import torch
 
     torch.set_num_threads(args.threads) if not torch.cuda.is_available() else None
-    if args.first_job_child:
+    if args.first_job_child is not None:
         return first_job_child(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.repeat = args.repeat or (20 if device.type == "cuda" else 3)
