@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from . import memory_plan
 from .errors import JobCancelled
 from .events import Event, Preview, Progress
 from .region import composite, prefill, transfer_detail, working_size
@@ -36,6 +37,9 @@ class JobContext:
     total: int = 0
     steering: object = None  # backend.steering.job.Steering, set when the job's model is loaded
     step: int = 0
+    memory_floor: str = "full"  # backend.memory_plan: no less thrifty than this (the engine's retry)
+    memory_retry: bool = False
+    memory_plan: object = None  # the last plan chosen (memory_plan.JobMemoryPlan)
     _last_preview: float = field(default=0.0, repr=False)
     _preview_cost: float = field(default=0.0, repr=False)
 
@@ -124,7 +128,8 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     pipe.scheduler = make_scheduler(s.sampler, model.scheduler_config)
     x0_holder = _capture_x0(pipe.scheduler)
     vae = pipe.vae
-    if work_w * work_h > (2 * model.native_size) ** 2:
+    plan = memory_plan.for_job(ctx, model, pipe, work_w, work_h)
+    if work_w * work_h > (2 * model.native_size) ** 2 or plan.vae_tiling:
         vae.enable_tiling()
     else:
         vae.disable_tiling()
@@ -209,7 +214,10 @@ def diffuse_region(ctx: JobContext, model, pixels: np.ndarray, soft: np.ndarray,
     if s.restore_detail and not full_region and model.restores_detail:
         generated = transfer_detail(pixels, generated, soft, s.seed)
     result = composite(pixels, generated, soft, match_seam=s.match_seam and not full_region)
-    return result, {"Size": f"{work_w}x{work_h}"}
+    info = {"Size": f"{work_w}x{work_h}"}
+    if plan.device != "cpu" and (plan.mode != "full" or plan.vae_tiling or plan.retried):
+        info["Memory"] = plan.parameter
+    return result, info
 
 
 TEXT_CACHE = True  # off: the pipeline encodes the prompt itself every time (the tests' reference)

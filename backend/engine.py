@@ -33,13 +33,15 @@ _STOP = object()
 
 class Engine(EngineBase):
     def __init__(self, on_event: Callable[[Event], None], *, device: str | None = None, dtype=None,
-                 preview_interval: float = 0.1, tiny_decoder: str | None = None, threads: int | None = None):
+                 preview_interval: float = 0.1, tiny_decoder: str | None = None, threads: int | None = None,
+                 fast_path: bool | None = None):
         self._on_event = on_event
         self._device = device
         self._dtype = dtype
         self._preview_interval = preview_interval
         self._tiny_decoder_path = tiny_decoder
         self._threads = threads
+        self._fast_path = fast_path  # backend.fastpath: None = $LATENT_STUDIO_FAST_PATH (on unless "0")
         self._ids = itertools.count(1)
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -165,7 +167,7 @@ class Engine(EngineBase):
         from .core import JobContext
         from .models import ModelManager
 
-        self._models = ModelManager(self._device, self._dtype)
+        self._models = ModelManager(self._device, self._dtype, fast_path=self._fast_path)
         tiny = None
         if self._tiny_decoder_path:
             from diffusers import AutoencoderTiny
@@ -188,14 +190,15 @@ class Engine(EngineBase):
             return
         self._emit(ModelState(0, name, "loading"))
         try:
-            model = self._models.get(ref)
+            model = self._models.get(ref, progress=lambda text: self._emit(ModelState(0, name, "loading", text)))
         except BackendError as exc:
             self._emit(ModelState(0, name, "failed", str(exc)))
         except Exception as exc:  # keep the worker alive whatever a model file holds
             log.exception("loading %s failed", ref)
             self._emit(ModelState(0, name, "failed", f"{name} could not be loaded ({type(exc).__name__}: {exc})."))
         else:
-            self._emit(ModelState(0, name, "ready", ignores_prompt=model.ignores_prompt,
+            said = model.fast_path.describe() if model.fast_path is not None else ""
+            self._emit(ModelState(0, name, "ready", said, ignores_prompt=model.ignores_prompt,
                                    recommended=model.recommended))
 
     def _run(self, job_id: int, request: GenerationRequest, flag: threading.Event, make_ctx) -> None:
@@ -204,7 +207,18 @@ class Engine(EngineBase):
         self._emit(Started(job_id, request.operation, total))
         try:
             ctx = make_ctx(job_id, flag, total)
-            images = operation.run(ctx, request)
+            try:
+                images = operation.run(ctx, request)
+            except Exception as exc:  # out of memory mid-job: once more with the next thriftier plan
+                mode = _retry_mode(exc, ctx)
+                if mode is None:
+                    raise
+                del exc
+                _free_memory()
+                ctx = make_ctx(job_id, flag, total)
+                ctx.memory_floor, ctx.memory_retry = mode, True
+                ctx.stage(f"Out of memory: trying again with {mode}")
+                images = operation.run(ctx, request)
         except JobCancelled:
             self._emit(Cancelled(job_id))
         except BackendError as exc:
@@ -273,6 +287,17 @@ def _quiet_libraries() -> None:
 
 
 _OOM = "The job ran out of memory: use a smaller region or fewer variations, or close other programs."
+
+
+def _retry_mode(exc: BaseException, ctx) -> str | None:
+    """The memory plan to rerun a job with after ``exc``, or None (not out of memory, no plan, none left)."""
+    from .errors import out_of_memory
+    from .memory_plan import thriftier
+
+    plan = getattr(ctx, "memory_plan", None)
+    if plan is None or ctx.memory_retry or not out_of_memory(exc):
+        return None
+    return thriftier(plan)
 
 
 def _free_memory() -> None:

@@ -189,6 +189,8 @@ class LoadedModel:
     text_cache: dict = field(default_factory=dict)  # core.text_kwargs': the last prompt's embeddings
     latent_cache: dict = field(default_factory=dict)  # core's live path: the grey masked image's latents
     _encode_head: object = False  # False: not looked for yet; None: the model ships none
+    fast_path: object = None  # fastpath.FastPathReport: what the fast path did at load (None: it was off)
+    memory_mode: str = "full"  # memory_plan's mode the pipelines are in now
 
     def encode_head(self):
         """The live encoder shipped in the model's folder (``encode_head.safetensors``), on the model's
@@ -329,9 +331,10 @@ Progress = Callable[[str], None]
 class ModelManager:
     """Loads models on the worker thread and keeps the last one in memory."""
 
-    def __init__(self, device=None, dtype=None):
+    def __init__(self, device=None, dtype=None, fast_path: bool | None = None):
         self._device_override = device
         self._dtype_override = dtype
+        self._fast_path = fast_path  # None: $LATENT_STUDIO_FAST_PATH decides (on by default)
         self._loaded: LoadedModel | None = None
 
     @property
@@ -349,14 +352,22 @@ class ModelManager:
         device, dtype = pick_device(self._device_override)
         if self._dtype_override is not None:
             dtype = self._dtype_override
+        from . import fastpath
+
+        dtype, dtype_note = fastpath.supported_dtype(device, dtype)
         if progress:
             progress(f"Loading {source.name}")
         pipe, family = _load_pipeline(source, dtype, allow_pickle=allow_pickle, progress=progress)
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
+        report = fastpath.apply(pipe, device, progress=progress) if fastpath.enabled(self._fast_path) else None
+        if dtype_note:
+            report = report or fastpath.FastPathReport()
+            report.notes.insert(0, dtype_note)
         info = read_info(source)
         self._loaded = LoadedModel(
-            source, pipe, family, device, dtype, info=info, scheduler_config=dict(pipe.scheduler.config)
+            source, pipe, family, device, dtype, info=info, scheduler_config=dict(pipe.scheduler.config),
+            fast_path=report,
         )
         return self._loaded
 

@@ -67,7 +67,8 @@ def _factory(args, engine_factory):
         return remote_engine_factory(args.engine, token_from(args.token_file))
     from backend.engine import engine_factory as make_factory
 
-    return make_factory(device=getattr(args, "device", None))
+    return make_factory(device=getattr(args, "device", None),
+                        fast_path=False if getattr(args, "no_fast_path", False) else None)
 
 
 def _run_options(p, spec: OperationSpec) -> None:
@@ -87,6 +88,9 @@ def _run_options(p, spec: OperationSpec) -> None:
                    help=f"take every setting recorded in RESULT (a PNG or .ora that `{spec.name}` wrote); "
                         "flags given as well win")
     g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    g.add_argument("--no-fast-path", action="store_true",
+                   help="load the model as diffusers does, without channels_last, fused attention or torch.compile "
+                        "(also $LATENT_STUDIO_FAST_PATH=0)")
     _engine_options(g)
     g.add_argument("--allow-pickle", action="store_true",
                    help="allow .ckpt/.pt/.bin model files (read with weights_only=True)")

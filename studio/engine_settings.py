@@ -10,7 +10,7 @@ import threading
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QVBoxLayout,
+    QButtonGroup, QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QVBoxLayout,
 )
 
 from backend.errors import BackendError
@@ -26,7 +26,7 @@ def engine_factory_for(engine: EngineSettings):
         return remote_engine_factory(engine.url.strip(), engine.token.strip())
     from backend.engine import engine_factory
 
-    return engine_factory()
+    return engine_factory() if engine.fast_path else engine_factory(fast_path=False)
 
 
 def describe(engine: EngineSettings) -> str:
@@ -69,6 +69,11 @@ class EngineDialog(QDialog):
         group.addButton(self.local)
         group.addButton(self.server)
         layout.addWidget(self.local)
+        self.fast_path = QCheckBox("Fast path (channels_last, fused attention, torch.compile on a GPU)")
+        self.fast_path.setToolTip("Off: the model is loaded exactly as diffusers loads it (slower; for comparing "
+                                  "or when compiling fails on this computer). Applies from the next model loaded.")
+        self.fast_path.setChecked(engine.fast_path)
+        layout.addWidget(self.fast_path)
         layout.addWidget(self.server)
         form = QFormLayout()
         self.url = QLineEdit(engine.url)
@@ -97,6 +102,7 @@ class EngineDialog(QDialog):
 
     def _enable(self) -> None:
         on = self.server.isChecked()
+        self.fast_path.setEnabled(not on)  # a server's engine is the server's business
         for widget in (self.url, self.token, self.test):
             widget.setEnabled(on)
 
@@ -122,5 +128,6 @@ class EngineDialog(QDialog):
 
     def chosen(self) -> EngineSettings:
         if self.server.isChecked():
-            return EngineSettings("server", self.url.text().strip(), self.token.text().strip())
-        return EngineSettings("local", self.url.text().strip(), self.token.text().strip())
+            return EngineSettings("server", self.url.text().strip(), self.token.text().strip(),
+                                  self.fast_path.isChecked())
+        return EngineSettings("local", self.url.text().strip(), self.token.text().strip(), self.fast_path.isChecked())

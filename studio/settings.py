@@ -54,6 +54,7 @@ class EngineSettings:
     kind: str = "local"
     url: str = ""
     token: str = ""
+    fast_path: bool = True  # backend.fastpath on this computer's engine (channels_last, fused attention, compile)
 
 
 @dataclass

@@ -266,6 +266,9 @@ def apply(ctx, model, loras, *, allow_pickle: bool = False) -> None:
         raise ModelError(f"The model {model.name} cannot take LoRAs: remove them, or choose an SD 1.x, 2.x or "
                          "SDXL model.")
     if state is None:
+        from ..fastpath import unfuse
+
+        unfuse(pipe)  # a LoRA's layers are the separate q, k, v projections that fused attention skips
         state = model.lora_state = LoraState()
         model.lora_loads = 0
     state.jobs += 1

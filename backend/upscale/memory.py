@@ -9,40 +9,21 @@ message, e.g. "Tiles of 256 px on cpu (est. 0.9 of 11.2 GB)".
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..errors import InvalidRequest
+from .. import memory as _device
+from ..memory import GB, host_available_bytes  # noqa: F401  (the device measures, shared with memory_plan)
 
-GB = 1024**3
 TILE_SIDES = (1024, 768, 512, 384, 256, 192, 128, 96, 64)
 CPU_ACTIVATION_CAP = 1.5 * GB  # bigger tiles are no faster on a CPU; keep room for everything else
 SAFETY = 0.7  # use at most this part of what is free
 
 
 def available_bytes(device) -> int:
-    """Free memory on ``device`` (a torch.device or a name)."""
+    """Free memory on ``device``: the GPU's, else this module's ``host_available_bytes`` (which tests replace)."""
     kind = getattr(device, "type", str(device)).split(":")[0]
-    if kind == "cuda":
-        import torch
-
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    return host_available_bytes()
-
-
-def host_available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 4 * GB
+    return _device.available_bytes(device) if kind == "cuda" else host_available_bytes()
 
 
 def output_bytes(width: int, height: int, scale: int) -> int:

@@ -284,8 +284,9 @@ class GenerationPanel(QWidget):
             editor.widget.setToolTip("This model was trained without captions: it ignores prompts and guidance."
                                      if self._ignores_prompt else "")
         self._update_state()
+        self.model_state.setToolTip(message if state == "ready" else "")  # what the fast path did
         if state == "loading":
-            text = f"Model: loading {name}…"
+            text = f"Model: {message}" if message.startswith("Compiling") else f"Model: loading {name}…"
         elif state == "ready":
             text = f"Model: {name} ready" + (" — it ignores prompts (trained without captions)" if ignores_prompt else "")
             applied = self.apply_recommended(name, recommended)

@@ -53,3 +53,31 @@ def test_the_engine_choice_persists(tmp_path):
     assert settings_mod.load(path).engine == EngineSettings("server", "http://gpu-box:7860", "tok")
     path.write_text('{"engine": {"kind": "cloud", "url": 3}}')
     assert settings_mod.load(path).engine == EngineSettings()
+
+
+def test_the_fast_path_checkbox_reaches_the_engine_and_persists(qtbot, tmp_path):
+    from studio.engine_settings import engine_factory_for
+
+    dialog = EngineDialog(EngineSettings())
+    qtbot.addWidget(dialog)
+    assert dialog.fast_path.isChecked() and dialog.fast_path.isEnabled()
+    dialog.fast_path.setChecked(False)
+    chosen = dialog.chosen()
+    assert chosen == EngineSettings("local", "", "", False)
+    engine = engine_factory_for(chosen)(lambda event: None)
+    try:
+        assert engine._fast_path is False  # the models it loads skip backend.fastpath
+    finally:
+        engine.shutdown()
+    engine = engine_factory_for(EngineSettings())(lambda event: None)
+    try:
+        assert engine._fast_path is None  # on, unless $LATENT_STUDIO_FAST_PATH says off
+    finally:
+        engine.shutdown()
+    dialog.server.setChecked(True)
+    assert not dialog.fast_path.isEnabled()
+    settings = settings_mod.Settings()
+    settings.engine = chosen
+    path = tmp_path / "settings.json"
+    settings_mod.save(settings, path)
+    assert settings_mod.load(path).engine.fast_path is False
