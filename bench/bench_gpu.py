@@ -17,7 +17,9 @@ Sections (each prints its figures as it goes; a section that fails prints one li
 * ``memory`` (CUDA): peak ``torch.cuda.max_memory_allocated`` of one job per memory-plan mode
   (full, model offload, sequential offload, + VAE tiling), through ``backend.memory_plan.apply``; and
   what the planner chooses for 4, 8 and 24 GB free.
-* ``cpu``: the embedded model, 256² inpaint, fast path on vs off, side by side (alternated, medians).
+* ``cpu``: the embedded model, 256² inpaint, fast path on vs off, side by side (alternated, medians); then
+  the whole CPU setup (fast path and OpenMP's short spin, ``backend/threads.py``) against the stock one
+  (fast path off, ``OMP_WAIT_POLICY=PASSIVE`` alone), each in its own process, alternated.
 """
 from __future__ import annotations
 
@@ -373,6 +375,56 @@ def section_cpu(args):
     line("fast path off: job", f"{off:.3f}", " s")
     line("fast path on: job", f"{on:.3f}", " s")
     line("speed-up (off / on)", f"{off / on:.2f}", "×", "goal ≥ 1.3×")
+    cpu_processes(args)
+
+
+STOCK_CPU = {"LATENT_STUDIO_FAST_PATH": "0", "GOMP_SPINCOUNT": "0"}  # OMP_WAIT_POLICY=PASSIVE alone
+OURS_CPU = {"LATENT_STUDIO_FAST_PATH": "1", "GOMP_SPINCOUNT": "20000"}  # backend/threads.py's defaults
+
+
+def cpu_processes(args):
+    """The whole CPU setup against the stock one, each in its own process (OpenMP reads its spin count once,
+    when torch loads): fast path and ``GOMP_SPINCOUNT=20000`` vs fast path off and ``OMP_WAIT_POLICY=PASSIVE``
+    alone. Processes alternate, two of each; each loads the model, runs one job untimed, then times
+    ``--repeat-jobs`` jobs."""
+    print(f"== CPU, whole setup in separate processes: embedded model, {args.side}² inpaint, {args.steps} steps, "
+          f"{args.threads} threads: stock (fast path off, PASSIVE threads) vs ours (fast path, short spin)", flush=True)
+    times = {"stock": [], "ours": []}
+    for _ in range(2):
+        for name, env in (("stock", STOCK_CPU), ("ours", OURS_CPU)):
+            cmd = [sys.executable, __file__, "--cpu-child", "--side", str(args.side), "--steps", str(args.steps),
+                   "--threads", str(args.threads), "--repeat-jobs", str(args.repeat_jobs)]
+            out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True,
+                                 timeout=args.child_timeout)
+            found = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+            if out.returncode or not found:
+                print(f"  {name} process failed: {(out.stderr or out.stdout).strip()[-300:]}")
+                return
+            times[name] += json.loads(found[-1])["times"]
+    stock, ours = statistics.median(times["stock"]), statistics.median(times["ours"])
+    line("stock CPU setup: job", f"{stock:.3f}", " s")
+    line("our CPU setup: job", f"{ours:.3f}", " s")
+    line("speed-up (stock / ours)", f"{stock / ours:.2f}", "×", "goal ≥ 1.3×")
+
+
+def cpu_child(args):
+    """One process of :func:`cpu_processes`: prints {"times": [seconds per job]}."""
+    from backend.engine import Engine
+    from _common import run_job
+
+    events = queue.Queue()
+    engine = Engine(events.put, device="cpu", threads=args.threads)
+    req = request("", args.side, args.steps)
+    try:
+        run_job(engine, events, req)
+        times = []
+        for _ in range(args.repeat_jobs):
+            t = time.perf_counter()
+            run_job(engine, events, req)
+            times.append(time.perf_counter() - t)
+    finally:
+        engine.shutdown()
+    print(json.dumps({"times": times}), flush=True)
 
 
 def free(device):
@@ -399,6 +451,7 @@ def main(argv=None):
     p.add_argument("--cache", default="", help="where the random-weight folders are kept")
     p.add_argument("--child-timeout", type=int, default=420)
     p.add_argument("--first-job-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--cpu-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.steps = args.steps or (20 if args.full else 4)
     import torch
@@ -406,6 +459,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads) if not torch.cuda.is_available() else None
     if args.first_job_child is not None:
         return first_job_child(args)
+    if args.cpu_child:
+        return cpu_child(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.repeat = args.repeat or (20 if device.type == "cuda" else 3)
     if args.full and device.type != "cuda":

@@ -65,6 +65,7 @@ def job_time(engine, waiter, req, repeat: int) -> float:
 
 
 def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
+    """Jobs per second, two clients each submitting ``jobs_per_client`` jobs at once (after one warm-up job each)."""
     from remote.client import RemoteEngine
 
     waiters = [Waiter(), Waiter()]
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed jobs per side (after one warm-up job)")
     parser.add_argument("--jobs", type=int, default=4, help="jobs per client in the throughput runs")
     parser.add_argument("--no-throughput", action="store_true", help="only the per-job and preview figures")
+    parser.add_argument("--nice-clients", type=int, default=0, metavar="N",
+                        help="run this process (the two clients) at nice N during the throughput runs, as if the "
+                             "clients ran on other machines")
     parser.add_argument("--preview-interval", type=float, default=0.0,
                         help="seconds between previews (0: every step; the app and `serve` use 0.1)")
     args = parser.parse_args()
@@ -156,6 +160,8 @@ def main() -> int:
         report("preview latency engine -> client, median", statistics.median(previews) * 1000, "<= 20", " ms")
         if args.no_throughput:
             return 0
+        if args.nice_clients:
+            os.nice(args.nice_clients)  # painters' clients run on their own machines, not on the server's cores
         two = throughput(server.url, token, req, args.jobs)
         serve.run(build_app(ServeOptions(**{**options.__dict__, "replicas": 1})), name=APP_NAME, route_prefix="/",
                   blocking=False)

@@ -186,6 +186,9 @@ class Server:
                 ray.shutdown()
 
 
+LOCAL_CLUSTER_QUIET = ("RAY_enable_metrics_collection", "RAY_task_events_report_interval_ms")
+
+
 def start(options: ServeOptions) -> Server:
     """Starts (or joins) Ray, deploys the application and returns once it answers."""
     check_options(options)
@@ -197,6 +200,10 @@ def start(options: ServeOptions) -> Server:
         ray.init(address=options.address, log_to_driver=False)
     else:
         cpus = max(os.cpu_count() or 1, options.replicas * (options.threads or 1))
+        # A local cluster has no dashboard to show metrics or task events: collecting them only takes CPU
+        # from the replicas (on two cores, 2 replicas / 1 went from about 1.56 to 1.67 without them).
+        for key in LOCAL_CLUSTER_QUIET:
+            os.environ.setdefault(key, "0")
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         started = True
     _restore(handlers)  # Ray's own SIGTERM handler would end the process without stopping anything
