@@ -265,30 +265,27 @@ def input_detail_weight(strength: float) -> float:
 DETAIL_FULL = 0.5
 
 
-def _encode(pipe, image):
-    """The mean latent of a PIL image, scaled as the pipeline's latents are."""
+def _encode(pipe, image=None, pixels=None):
+    """The mean latent of a PIL image (or of ``pixels``, the image already preprocessed), scaled as the
+    pipeline's latents are."""
     import torch
 
     vae = pipe.vae
     param = next(vae.parameters())
-    pixels = pipe.image_processor.preprocess(image).to(param.device, param.dtype)
+    if pixels is None:
+        pixels = pipe.image_processor.preprocess(image)
     with torch.no_grad():
-        return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        return vae.encode(pixels.to(param.device, param.dtype)).latent_dist.mean * vae.config.scaling_factor
 
 
-def _encode_live(model, pipe, image, pixels=None):
+def _encode_live(model, pipe, image=None, pixels=None):
     """A live update's start latents: by the model's encode head when it ships one (about 7 ms at 256²
-    on a CPU against the VAE's 300), else as :func:`_encode`. ``pixels``: the preprocessed image, if
-    already made."""
+    on a CPU against the VAE's 300), else as :func:`_encode`."""
     import torch
 
     head = model.encode_head()
     if head is None:
-        if pixels is None:
-            return _encode(pipe, image)
-        vae = pipe.vae
-        with torch.no_grad():
-            return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+        return _encode(pipe, image, pixels)
     if pixels is None:
         pixels = pipe.image_processor.preprocess(image)
     param = next(head.parameters())
@@ -301,8 +298,6 @@ def _masked_latents(model, pipe, init, mask_image, full_region: bool, live: bool
     """A 9-channel model's masked-image latents, encoded as their mean (by the encode head when ``live``):
     for a full mask (img2img) the masked image is the same grey whatever was painted, so it is encoded
     once per working size and kept."""
-    import torch
-
     param = next(pipe.vae.parameters())
     key = (id(pipe.vae), init.size, id(model.encode_head()) if live else None)
     kept = model.latent_cache.get("grey")
@@ -311,11 +306,7 @@ def _masked_latents(model, pipe, init, mask_image, full_region: bool, live: bool
     pixels = pipe.image_processor.preprocess(init).to(param.device, param.dtype)
     mask = pipe.mask_processor.preprocess(mask_image).to(param.device, param.dtype)
     masked = pixels * (mask < 0.5)
-    if live:
-        latents = _encode_live(model, pipe, None, masked)
-    else:
-        with torch.no_grad():
-            latents = pipe.vae.encode(masked).latent_dist.mean * pipe.vae.config.scaling_factor
+    latents = _encode_live(model, pipe, pixels=masked) if live else _encode(pipe, pixels=masked)
     if full_region:
         model.latent_cache["grey"] = (key, latents)
     return latents

@@ -45,20 +45,9 @@ def unet_of(model_folder):
 
 def _cross_attention_layers(unet):
     """(key id, hidden size) of every cross-attention processor, numbered as the IP-Adapter files do."""
-    out, key_id = [], 1
-    channels = list(unet.config.block_out_channels)
-    for name in unet.attn_processors.keys():
-        if name.endswith("attn1.processor"):
-            continue
-        if name.startswith("mid_block"):
-            hidden = channels[-1]
-        elif name.startswith("up_blocks"):
-            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
-        else:
-            hidden = channels[int(name[len("down_blocks.")])]
-        out.append((key_id, hidden))
-        key_id += 2
-    return out
+    from backend.steering.reference import cross_attention_layers
+
+    return list(cross_attention_layers(unet).items())
 
 
 def _plus_projection(clip_dim: int, cross: int, seed: int) -> dict:
