@@ -130,6 +130,11 @@ def component_times(engine, size: int, model_ref: str = "") -> dict:
              ("preview head", lambda: head.decode(z, (size, size)))]
     if encoder is not None:
         parts.insert(1, ("encode head", lambda: encoder(x.contiguous(memory_format=torch.channels_last))))
+    # What diffusers' AutoencoderTiny (TAESD's layout, random weights: only its cost matters) would cost instead.
+    from diffusers import AutoencoderTiny
+
+    taesd = AutoencoderTiny().eval().to(model.device, model.dtype)
+    parts += [("TAESD encode", lambda: taesd.encode(x)), ("TAESD decode", lambda: taesd.decode(z))]
     out = {}
     with torch.no_grad():
         for name, fn in parts:

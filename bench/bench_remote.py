@@ -83,6 +83,53 @@ def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
             c.shutdown()
 
 
+def plain_child(args) -> int:
+    """One engine process without Ray: the embedded model, one torch thread, a warm-up job, then four timed
+    jobs; prints the seconds a job."""
+    import queue
+
+    import torch
+
+    from _common import run_job
+    from backend.engine import Engine
+
+    torch.set_num_threads(1)
+    events = queue.Queue()
+    engine = Engine(events.put, threads=1, preview_interval=args.preview_interval)
+    req = request(256, args.steps or 10, guidance=args.guidance).replace(model="")
+    try:
+        run_job(engine, events, req)
+        t = time.perf_counter()
+        for _ in range(4):
+            run_job(engine, events, req)
+        print(f"PER_JOB {(time.perf_counter() - t) / 4:.3f}", flush=True)
+    finally:
+        engine.shutdown()
+    return 0
+
+
+def plain_scaling(args) -> None:
+    """What this machine's cores give two engines without Ray: one plain engine process alone, then two at once
+    (the embedded model, one torch thread each): the ceiling for the throughput figure here."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--plain-child", "--guidance", str(args.guidance),
+           "--preview-interval", str(args.preview_interval)] + (["--steps", str(args.steps)] if args.steps else [])
+
+    def per_job(outputs) -> list[float]:
+        return [float(line.split()[1]) for out in outputs for line in out.splitlines() if line.startswith("PER_JOB")]
+
+    alone = per_job([subprocess.run(cmd, capture_output=True, text=True).stdout])
+    both = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    together = per_job([p.communicate()[0] for p in both])
+    if len(alone) != 1 or len(together) != 2:
+        print("plain engine processes: a child failed")
+        return
+    report("two plain engine processes at once / one alone (jobs per second)", 2 * alone[0] / max(together),
+           "none: the cores' ceiling here")
+    print(f"  ({alone[0]:.2f} s a job alone; {together[0]:.2f} and {together[1]:.2f} s side by side)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true", help="SD 1.5-size random weights at 512²")
@@ -92,12 +139,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed jobs per side (after one warm-up job)")
     parser.add_argument("--jobs", type=int, default=4, help="jobs per client in the throughput runs")
     parser.add_argument("--no-throughput", action="store_true", help="only the per-job and preview figures")
+    parser.add_argument("--plain", action="store_true",
+                        help="also: two plain engine processes (no Ray) at once against one, the cores' ceiling")
+    parser.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--nice-clients", type=int, default=0, metavar="N",
                         help="run this process (the two clients) at nice N during the throughput runs, as if the "
                              "clients ran on other machines")
     parser.add_argument("--preview-interval", type=float, default=0.0,
                         help="seconds between previews (0: every step; the app and `serve` use 0.1)")
     args = parser.parse_args()
+    if args.plain_child:
+        return plain_child(args)
     try:
         from ray import serve
     except ModuleNotFoundError:
@@ -168,6 +220,8 @@ def main() -> int:
         one = throughput(server.url, token, req, args.jobs)
         report("throughput 2 replicas / 1 replica, two clients", two / one, ">= 1.7 (two devices)")
         print(f"  ({two:.2f} and {one:.2f} jobs/s; here both replicas share {os.cpu_count()} CPU cores)")
+        if args.plain:
+            plain_scaling(args)
     finally:
         server.stop()
     return 0

@@ -106,9 +106,38 @@ def encode_cost(model, images, strength, steps, sampler, base) -> None:
     for name, f in (("encode head", head), ("VAE encoder", vae)):
         print(f"live with the {name}: SSIM {f['ssim']:.3f}, colour {f['colour']:.2f}, seeds differ by {f['seeds']:.2f}, "
               f"{f['ms']:.0f} ms a job{'  within 10 %' if within(f, base) else '  NOT within 10 %'}")
+    encoder_fidelity(model)
     ps = [psnr(a, b) for a, b in zip(head_outs, vae_outs)]
     ds = [float(np.abs(a.astype(np.float64) - b).mean()) for a, b in zip(head_outs, vae_outs)]
     print(f"fast encode vs VAE encode, live results: PSNR {np.mean(ps):.2f} dB, mean |difference| {np.mean(ds):.2f} (0-255)")
+
+
+def encoder_fidelity(model) -> None:
+    """How close the encode head's latents are to the VAE encoder's mean on all held-out crops, as they are and
+    painted over: squared error over the latents' variance, and both decoded by the VAE, PSNR to the crop."""
+    import torch
+
+    from backend.training.encode_head import paint_over
+
+    vae, head = model.model.vae, model.model.encode_head()
+    sf = vae.config.scaling_factor
+    held, _ = crops(40)
+    rng = np.random.default_rng(5)
+    for name, images in (("held-out crops", held), ("painted over", [paint_over(np.ascontiguousarray(c), rng) for c in held])):
+        errors, ours, theirs = [], [], []
+        for i in range(0, len(images), 8):
+            batch = np.stack(images[i:i + 8])[..., :3]
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1
+            with torch.no_grad():
+                zv = vae.encode(x).latent_dist.mean * sf
+                zh = head(x.contiguous(memory_format=torch.channels_last))
+                for z, out in ((zv, theirs), (zh, ours)):
+                    decoded = ((vae.decode(z / sf).sample.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+                    out += [psnr(d, c) for d, c in zip(decoded, batch)]
+            errors.append(float(((zh - zv) ** 2).mean() / zv.var()))
+        print(f"encode head vs VAE encoder, {len(images)} {name}: latent squared error {np.mean(errors):.1%} of the "
+              f"latents' variance; VAE-decoded PSNR to the crops {np.mean(ours):.2f} dB (the encoder's own "
+              f"{np.mean(theirs):.2f} dB)")
 
 
 def within(f, base, tol=0.10) -> bool:
