@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := PASSIVE
-export GOMP_SPINCOUNT := 20000
 
 .PHONY: setup setup-cluster serve run test test-fast bench clean
 

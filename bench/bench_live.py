@@ -180,8 +180,8 @@ def main() -> None:
           f"{live['sampler']} at strength {live['strength']:g} (a live job runs "
           f"{max(1, int(live['steps'] * live['strength']))} UNet steps), fast decode")
     engine.preload(model_ref)
-    clock.done.get()  # loading
-    clock.done.get()  # ready
+    while getattr(clock.done.get()[1], "state", "") not in ("ready", "failed"):
+        pass  # "loading", with the loader's progress
     for _ in range(2):  # warm up: first-call allocations
         engine.submit(live_request(doc, live))
         clock.done.get()
