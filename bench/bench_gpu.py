@@ -18,7 +18,7 @@ Sections (each prints its figures as it goes; a section that fails prints one li
   (full, model offload, sequential offload, + VAE tiling), through ``backend.memory_plan.apply``; and
   what the planner chooses for 4, 8 and 24 GB free.
 * ``cpu``: the embedded model, 256² inpaint, fast path on vs off, side by side (alternated, medians); then
-  the whole CPU setup (fast path and OpenMP's short spin, ``backend/threads.py``) against the stock one
+  the fast path with OpenMP's opt-in short spin (``backend/threads.py``) against the stock one
   (fast path off, ``OMP_WAIT_POLICY=PASSIVE`` alone), each in its own process, alternated.
 """
 from __future__ import annotations
