@@ -71,8 +71,10 @@ def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
     waiters = [Waiter(), Waiter()]
     clients = [RemoteEngine(w, url, token) for w in waiters]
     try:
-        for c, w in zip(clients, waiters):  # every replica warm
-            w.wait(c.submit(req))
+        # one job per client at once, so every replica has loaded the model before the timing (one after
+        # another, both would go to the replica that already has it, and the other would load it in the timing)
+        for w, job in [(w, c.submit(req)) for c, w in zip(clients, waiters)]:
+            w.wait(job)
         t = time.perf_counter()
         jobs = [(w, c.submit(req.replace(seed=i))) for i in range(jobs_per_client) for c, w in zip(clients, waiters)]
         for w, job in jobs:
@@ -170,15 +172,14 @@ def main() -> int:
     if args.full:
         full_size_folder(models / "bench-model")
     elif args.embedded:
-        import shutil
-
         from backend.models import resolve
 
-        shutil.copytree(resolve("").path, models / "bench-model")
+        (models / "bench-model").symlink_to(resolve("").path, target_is_directory=True)
     else:
         import tiny_models
 
         tiny_models.save_diffusers_folder(models / "bench-model", "sd15", 9, seed=0)
+    os.sync()  # the kernel writes a new model folder back to disk in the timing otherwise (a core for seconds)
     os.environ["LATENT_STUDIO_MODELS"] = str(models)
     req = request(size, steps, guidance=args.guidance)
     with socket.socket() as s:
