@@ -64,8 +64,39 @@ def job_time(engine, waiter, req, repeat: int) -> float:
     return statistics.median(times)
 
 
-def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
-    """Jobs per second, two clients each submitting ``jobs_per_client`` jobs at once (after one warm-up job each)."""
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of every process on this machine, by pid and name (Linux /proc; {} elsewhere)."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        if name.startswith("ray::") or not cmdline[0]:
+            title = cmdline[0].decode(errors="replace") or name  # Ray actors set their process title
+        else:
+            args = [a.decode(errors="replace") for a in cmdline[:2] if a]
+            title = " ".join([Path(args[0]).name] + [Path(a).name for a in args[1:] if not a.startswith("-")])
+        fields = stat[stat.rindex(")") + 2:].split()
+        found[f"{pid} {title}"] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return found
+
+
+def print_cpu_shares(before: dict, after: dict, wall: float, top: int = 10) -> None:
+    used = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)[:top]
+    print("  where the CPU went (% of one core over the timed run):")
+    for seconds, key in used:
+        if seconds > 0:
+            print(f"    {100 * seconds / wall:6.1f} %  {key[:80]}")
+
+
+def throughput(url: str, token: str, req, jobs_per_client: int, cpu: bool = False) -> float:
+    """Jobs per second, two clients each submitting ``jobs_per_client`` jobs at once (after one warm-up job each);
+    with ``cpu``, also prints which processes used the CPU meanwhile."""
     from remote.client import RemoteEngine
 
     waiters = [Waiter(), Waiter()]
@@ -75,11 +106,15 @@ def throughput(url: str, token: str, req, jobs_per_client: int) -> float:
         # another, both would go to the replica that already has it, and the other would load it in the timing)
         for w, job in [(w, c.submit(req)) for c, w in zip(clients, waiters)]:
             w.wait(job)
+        before = cpu_seconds() if cpu else {}
         t = time.perf_counter()
         jobs = [(w, c.submit(req.replace(seed=i))) for i in range(jobs_per_client) for c, w in zip(clients, waiters)]
         for w, job in jobs:
             w.wait(job)
-        return len(jobs) / (time.perf_counter() - t)
+        wall = time.perf_counter() - t
+        if cpu:
+            print_cpu_shares(before, cpu_seconds(), wall)
+        return len(jobs) / wall
     finally:
         for c in clients:
             c.shutdown()
@@ -215,10 +250,10 @@ def main() -> int:
             return 0
         if args.nice_clients:
             os.nice(args.nice_clients)  # painters' clients run on their own machines, not on the server's cores
-        two = throughput(server.url, token, req, args.jobs)
+        two = throughput(server.url, token, req, args.jobs, cpu=True)
         serve.run(build_app(ServeOptions(**{**options.__dict__, "replicas": 1})), name=APP_NAME, route_prefix="/",
                   blocking=False)
-        one = throughput(server.url, token, req, args.jobs)
+        one = throughput(server.url, token, req, args.jobs, cpu=True)
         report("throughput 2 replicas / 1 replica, two clients", two / one, ">= 1.7 (two devices)")
         print(f"  ({two:.2f} and {one:.2f} jobs/s; here both replicas share {os.cpu_count()} CPU cores)")
         if args.plain:

@@ -177,6 +177,7 @@ class Gateway:
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
+        self._closing = False
 
     # --- HTTP ---------------------------------------------------------------------------------
     async def __call__(self, request):
@@ -233,6 +234,8 @@ class Gateway:
         if parts == ["events"] and method == "GET":
             return self._stream(session, request)
         if parts == ["jobs"] and method == "POST":
+            if self._closing:
+                raise Refusal(503, "server", "The server is stopping: submit the job again when it is back.")
             job = await self._submit(session, await self._body(request))
             return JSONResponse({"job": job.id})
         if parts == ["jobs"] and method == "GET":
@@ -464,6 +467,31 @@ class Gateway:
             job.call.cancel()  # the worker's generator stops and cancels the engine's job
         return True
 
+    async def close(self) -> int:
+        """The server is stopping (``Server.stop``): every queued or running job ends now with one
+        ``Failed`` sentence, running ones are cancelled on their engines, and every event stream ends
+        once it has sent them, so that stopping does not wait for jobs or streams. Returns the jobs ended."""
+        self._closing = True
+        ended = 0
+        for job in list(self._jobs.values()):
+            if job.state not in ("queued", "running"):
+                continue
+            self._finish(job, "failed", _failed(job.id, "The server stopped during this job: submit it again when "
+                                                        "the server is back."))
+            if job in job.session.queued:
+                job.session.queued.remove(job)
+            job.cancelled = True
+            if job.call is not None:
+                job.call.cancel()
+            ended += 1
+        for session in self._sessions.values():
+            if session.changed is not None:
+                session.changed.set()
+        deadline = time.monotonic() + 5.0  # the streams send what is left, then end
+        while any(s.streams for s in self._sessions.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return ended
+
     async def _preload(self, session: Session, model: str, where: str) -> None:
         try:
             call = self._worker.options(stream=True, multiplexed_model_id=model or _default_id()).preload.remote(where)
@@ -493,6 +521,8 @@ class Gateway:
                             yield f"id: {seq}\ndata: {text}\n\n"
                             after = seq
                         continue
+                    if self._closing:
+                        return  # the server is stopping: the client reconnects when it is back
                     session.changed.clear()
                     try:
                         await asyncio.wait_for(session.changed.wait(), KEEPALIVE_S)

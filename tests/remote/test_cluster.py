@@ -306,6 +306,26 @@ def test_a_server_that_forgot_the_client_fails_its_open_jobs_once(clients, serve
     assert isinstance(events.wait(again)[-1], Result)
 
 
+def test_the_client_carries_on_when_the_server_stops_and_starts_again(clients, server):
+    from remote.serve import start
+
+    (engine, events), _ = clients
+    job = engine.submit(inpaint(steps=30, seed=10))
+    events.wait(job, (Started,))
+    t = time.monotonic()
+    server.stop()  # the server and its local cluster, as on Ctrl-C or SIGTERM
+    stopped = time.monotonic() - t
+    got = events.wait(job, timeout=5)
+    assert isinstance(got[-1], Failed), [type(e).__name__ for e in got]
+    assert got[-1].message == "The server stopped during this job: submit it again when the server is back."
+    assert stopped < 15, f"stopping took {stopped:.1f} s"  # open jobs and streams do not hold it (Ray: 20 s each)
+    restarted = start(server.options)  # the same address; a new cluster that knows no client
+    server.__dict__.update(restarted.__dict__)  # the module's fixture stops whichever runs at the end
+    again = engine.submit(inpaint(seed=9))  # the client opens a new session and its stream reconnects
+    assert isinstance(events.wait(again, timeout=120)[-1], Result)
+    assert sum(isinstance(e, TERMINAL) for e in events.of(job)) == 1
+
+
 def test_one_clients_batch_does_not_hold_up_anothers_job(clients):
     (a, a_events), (b, b_events) = clients
     batch = [a.submit(inpaint(seed=30 + i)) for i in range(4)]
