@@ -31,6 +31,7 @@ from .protocol import PROTOCOL, PROTOCOL_HEADER, SESSION_HEADER, RemoteError
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "LATENT_STUDIO_TOKEN"
+LOST = "The server restarted and lost this job: submit it again."
 
 
 class RemoteEngine(EngineBase):
@@ -57,6 +58,7 @@ class RemoteEngine(EngineBase):
         self._early: dict[int, list] = {}  # events of a server job whose submit has not returned yet
         self._closed = False
         self._stream_conn = None
+        self._stream_sock = None  # the stream's socket (a response with "Connection: close" takes it from conn)
         # (event type, seconds from the server's engine emitting it to this client reading it): the same
         # machine's clock only, for bench/bench_remote.py
         self.latencies: collections.deque = collections.deque(maxlen=10_000)
@@ -81,6 +83,12 @@ class RemoteEngine(EngineBase):
         return headers
 
     def _call(self, method: str, path: str, body: dict | None = None, *, renew: bool = True) -> dict:
+        return self._call_in_session(method, path, body, renew=renew)[0]
+
+    def _call_in_session(self, method: str, path: str, body: dict | None = None, *,
+                         renew: bool = True) -> tuple[dict, str]:
+        """The server's answer and the session it was given in (a new one when the server had forgotten this
+        client and ``renew``)."""
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = self._headers()
         if data is not None:
@@ -108,12 +116,12 @@ class RemoteEngine(EngineBase):
         if status >= 400:
             if answer.get("code") == "session" and renew and path != "/session":
                 self._renew(headers.get(SESSION_HEADER, ""))
-                return self._call(method, path, body, renew=False)
+                return self._call_in_session(method, path, body, renew=False)
             if "error" not in answer:
                 raise RemoteError(f"{self.url} answered HTTP {status} and is not a Latent Studio server of this "
                                   "version: check the address.", "protocol", status)
             raise protocol.error_from(answer, status)
-        return answer
+        return answer, headers.get(SESSION_HEADER, "")
 
     # --- sessions -----------------------------------------------------------------------------
     def _open_session(self) -> None:
@@ -130,13 +138,14 @@ class RemoteEngine(EngineBase):
                 return  # another thread renewed it already
             self._open_session()
         with self._lock:
-            lost = sorted(self._open)
-            self._open.clear()
+            # the jobs the old session had; a job whose submit has not returned yet is its submit's business
+            lost = sorted(job for job in self._open if job in self._server)
+            self._open.difference_update(lost)
             self._local.clear()
             self._server.clear()
             self._early.clear()
         for job in lost:
-            self._emit(Failed(job, "The server restarted and lost this job: submit it again."))
+            self._emit(Failed(job, LOST))
 
     # --- the engine interface ---------------------------------------------------------------
     def submit(self, request) -> int:
@@ -147,15 +156,22 @@ class RemoteEngine(EngineBase):
         with self._lock:
             self._open.add(local)
         try:
-            server_job = int(self._call("POST", "/jobs", {"request": encoded})["job"])
+            answer, session = self._call_in_session("POST", "/jobs", {"request": encoded})
+            server_job = int(answer["job"])
         except BaseException:
             with self._lock:
                 self._open.discard(local)
             raise
         with self._lock:
-            self._local[server_job] = local
-            self._server[local] = server_job
-            early = self._early.pop(server_job, [])
+            lost = session != self._session  # the server restarted since it took the job
+            if lost:
+                self._open.discard(local)
+            else:
+                self._local[server_job] = local
+                self._server[local] = server_job
+            early = [] if lost else self._early.pop(server_job, [])
+        if lost:
+            self._emit(Failed(local, LOST))
         for data in early:
             self._deliver(data)
         return local
@@ -201,14 +217,14 @@ class RemoteEngine(EngineBase):
             if self._closed:
                 return
             self._closed = True
-            conn = self._stream_conn
+            sock = self._stream_sock
         try:
             self._call("DELETE", "/session", renew=False)  # cancels this client's jobs
         except BackendError:
             pass
-        if conn is not None and conn.sock is not None:
+        if sock is not None:
             try:
-                conn.sock.shutdown(2)
+                sock.shutdown(2)  # the stream thread's read returns now
             except OSError:
                 pass
         if wait:
@@ -253,6 +269,10 @@ class RemoteEngine(EngineBase):
             try:
                 conn.request("GET", "/events", headers={**self._headers(), "Accept": "text/event-stream",
                                                         "Last-Event-ID": last_id})
+                with self._lock:
+                    self._stream_sock = conn.sock
+                    if self._closed:
+                        break
                 response = conn.getresponse()
                 if response.status != 200:
                     answer = _json(response.read())

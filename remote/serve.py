@@ -85,7 +85,11 @@ def check_options(options: ServeOptions) -> None:
     if bool(options.tls_cert) != bool(options.tls_key):
         raise ServeError("TLS needs both --tls-cert and --tls-key: give the certificate and its key.")
     if options.address is None:
-        with socket.socket() as probe:
+        family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+        with socket.socket(family) as probe:
+            # as the server's own socket does: the connections of a server stopped a moment ago (TIME_WAIT)
+            # do not hold the port, a program listening on it does
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((options.host, options.port))
             except OSError as exc:

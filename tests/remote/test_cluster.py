@@ -80,6 +80,7 @@ class Events:
 def served_models(tmp_path_factory, tiny_sd15_folder):
     folder = tmp_path_factory.mktemp("served-models")
     (folder / "tiny").symlink_to(tiny_sd15_folder, target_is_directory=True)
+    shutil.copytree(tiny_sd15_folder, folder / "tiny-b")  # a second model (a copy: a link would be the same one)
     # A model that passes every check before the job (a well-formed folder whose UNet weights are a
     # valid .safetensors file) and fails while the job loads it: the tensors are not the UNet's.
     broken = folder / "broken"
@@ -161,6 +162,21 @@ def test_a_remote_result_is_bit_identical_to_in_process(clients):
         assert np.array_equal(mine.image, theirs.image) and np.array_equal(mine.mask, theirs.mask)
         assert (mine.rect, mine.seed, mine.parameters, mine.notes) == \
                (theirs.rect, theirs.seed, theirs.parameters, theirs.notes)
+
+
+def test_a_job_goes_to_the_replica_that_has_its_model(clients):
+    (engine, events), _ = clients
+
+    def loaded(job) -> bool:  # the engine says "Loading <model>" when the job had to load its model
+        return any(isinstance(e, Progress) and e.stage.startswith("Loading ") for e in events.wait(job))
+
+    # one job per model at once: each replica loads one of the two (a replica keeps one model)
+    for job in [engine.submit(inpaint(model=m, seed=60)) for m in ("tiny", "tiny-b")]:
+        assert isinstance(events.wait(job)[-1], Result)
+    # then, one after another, every job finds a replica with its model free and loads nothing
+    for i, model in enumerate(("tiny-b", "tiny", "tiny", "tiny-b", "tiny", "tiny-b")):
+        job = engine.submit(inpaint(model=model, seed=61 + i))
+        assert not loaded(job), f"job {i} ({model}) was sent to the replica that had the other model"
 
 
 def test_two_clients_see_and_cancel_only_their_own_jobs(clients):

@@ -234,3 +234,29 @@ def test_serve_takes_its_settings_from_a_config_file_and_flags_win(tmp_path):
             serve_cli.options_from(parser.parse_args(["serve", "--config", str(config)]))
     with pytest.raises(ServeError, match="cannot be read"):
         serve_cli.options_from(parser.parse_args(["serve", "--config", str(tmp_path / "missing.toml")]))
+
+
+def test_serve_refuses_a_port_in_use_but_not_one_a_stopped_server_just_left():
+    import socket
+
+    from remote.serve import ServeError, ServeOptions, check_options
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server's socket is
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    options = ServeOptions(host="127.0.0.1", port=port)
+    with pytest.raises(ServeError) as refused:
+        check_options(options)
+    assert str(refused.value).startswith(f"Cannot listen on 127.0.0.1:{port} (") and str(refused.value).endswith(
+        "): choose another --port or stop what uses it.")
+    # The server closes a client's connection and stops: its side of the connection waits (TIME_WAIT) for a
+    # minute, which must not keep `serve` from starting again on the same port.
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()
+    client.recv(1)
+    client.close()
+    listener.close()
+    check_options(options)
