@@ -59,6 +59,8 @@ class RemoteEngine(EngineBase):
         self._closed = False
         self._stream_conn = None
         self._stream_sock = None  # the stream's socket (a response with "Connection: close" takes it from conn)
+        self._connected = True  # the session just opened; False from a dropped stream until it is back
+        self._problem = ""
         # (event type, seconds from the server's engine emitting it to this client reading it): the same
         # machine's clock only, for bench/bench_remote.py
         self.latencies: collections.deque = collections.deque(maxlen=10_000)
@@ -231,6 +233,12 @@ class RemoteEngine(EngineBase):
             self._thread.join(timeout)
 
 
+    def connection(self) -> tuple[bool, str]:
+        """(connected, why not): False with the last reason while the event stream is down and the client
+        tries again by itself (the app's status bar shows it)."""
+        with self._lock:
+            return self._connected, self._problem
+
     # --- the event stream -------------------------------------------------------------------
 
     def _deliver(self, data: dict) -> None:
@@ -282,6 +290,8 @@ class RemoteEngine(EngineBase):
                         continue
                     raise ConnectionError(answer.get("error") or f"HTTP {response.status}")
                 delay = 0.1
+                with self._lock:
+                    self._connected, self._problem = True, ""
                 data_lines: list[str] = []
                 event_id = None
                 while not self._closed:
@@ -302,6 +312,8 @@ class RemoteEngine(EngineBase):
             except (OSError, http.client.HTTPException, ValueError, BackendError) as exc:
                 if not self._closed:
                     log.info("event stream from %s dropped (%s); reconnecting", self.url, _reason(exc))
+                    with self._lock:
+                        self._connected, self._problem = False, _reason(exc)
             finally:
                 conn.close()
             if not self._closed:

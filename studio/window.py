@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QFormLayout, QLabel, QMainWindow, QSpinBox, QToolBar, QVBoxLayout, QWidget,
@@ -112,6 +112,10 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_pos)
         self.statusBar().addPermanentWidget(self.status_zoom)
         self._show_engine()
+        self._engine_timer = QTimer(self)  # a server's connection: dropped, or back
+        self._engine_timer.setInterval(1000)
+        self._engine_timer.timeout.connect(self._show_engine)
+        self._engine_timer.start()
         self.session.document_changed.connect(self._on_document)
         self.session.changed.connect(self._update_title)
         self.session.set_document(new_document(), None)
@@ -361,7 +365,17 @@ class MainWindow(QMainWindow):
         from .engine_settings import describe
 
         text = describe(self.settings.engine)
-        self.status_engine.setText(text + (" (unreachable: this computer)" if self._engine_error else ""))
+        if self._engine_error:
+            text += " (unreachable: this computer)"
+        connection = getattr(self.bridge.engine, "connection", None)  # a server's engine says how it is reached
+        connected, problem = connection() if connection is not None else (True, "")
+        if not connected:
+            text += f" — reconnecting ({problem})" if problem else " — reconnecting"
+        if text != self.status_engine.text():
+            self.status_engine.setText(text)
+            self.status_engine.setToolTip("" if connected else "The connection to the server dropped: the app tries "
+                                          "again by itself, and jobs still open end with a sentence if the server "
+                                          "lost them.")
 
     def _on_model_state(self, event) -> None:
         self.generation.set_model_state(event.name, event.state, event.message, event.ignores_prompt,

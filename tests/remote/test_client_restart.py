@@ -20,8 +20,8 @@ class Script(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, first_job_answer: str):
-        super().__init__(("127.0.0.1", 0), Handler)
+    def __init__(self, first_job_answer: str, port: int = 0):
+        super().__init__(("127.0.0.1", port), Handler)
         self.first_job_answer = first_job_answer  # "job": it took the job (before the restart); "session": forgot
         self.sessions: dict[str, list] = {}  # session -> its events (sequence of encoded dicts)
         self.issued = 0
@@ -159,3 +159,33 @@ def test_a_job_submitted_while_the_server_restarts_ends_once(first_job_answer):
         engine.shutdown(timeout=5)
         server.shutdown()
         server.server_close()
+
+
+def test_the_client_says_when_its_stream_is_down_and_when_it_is_back():
+    server = Script("session")
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    engine = RemoteEngine(lambda event: None, f"http://127.0.0.1:{port}", timeout=5)
+    again = None
+    try:
+        assert engine.connection() == (True, "")
+        server.restart()  # its streams end...
+        server.shutdown()  # ...and nothing listens any more
+        server.server_close()
+        deadline = time.monotonic() + 10
+        while "refused" not in engine.connection()[1].lower() and time.monotonic() < deadline:
+            time.sleep(0.05)  # first the dropped stream, then each try to reconnect is refused
+        connected, problem = engine.connection()
+        assert not connected and "refused" in problem.lower(), problem
+        again = Script("session", port)  # the server is back on the same port (it forgot the client)
+        threading.Thread(target=again.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not engine.connection()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.connection() == (True, "") and engine._session == "s1"  # a new session on the new server
+    finally:
+        engine.shutdown(timeout=5)
+        if again is not None:
+            again.restart()
+            again.shutdown()
+            again.server_close()

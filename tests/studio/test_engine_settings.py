@@ -44,6 +44,17 @@ def test_an_unreachable_server_keeps_the_engine_in_use(window, fake_engine):
     assert window.messages.isVisible() and window.messages.label.text().startswith("Cannot reach the server")
 
 
+def test_the_status_bar_says_when_a_servers_connection_dropped_and_when_it_is_back(window, qtbot):
+    engine = window.bridge.engine
+    engine.connection = lambda: (False, "Connection refused")  # as RemoteEngine says while it reconnects
+    qtbot.waitUntil(lambda: window.status_engine.text() == "Engine: this computer — reconnecting (Connection refused)",
+                    timeout=5000)  # the window looks every second
+    assert "tries again by itself" in window.status_engine.toolTip()
+    engine.connection = lambda: (True, "")
+    qtbot.waitUntil(lambda: window.status_engine.text() == "Engine: this computer", timeout=5000)
+    assert window.status_engine.toolTip() == ""
+
+
 def test_the_engine_choice_persists(tmp_path):
     settings = settings_mod.Settings()
     settings.engine = EngineSettings("server", "http://gpu-box:7860", "tok")
