@@ -57,7 +57,6 @@ class RemoteEngine(EngineBase):
         self._open: set[int] = set()  # our job ids not ended yet
         self._early: dict[int, list] = {}  # events of a server job whose submit has not returned yet
         self._closed = False
-        self._stream_conn = None
         self._stream_sock = None  # the stream's socket (a response with "Connection: close" takes it from conn)
         self._connected = True  # the session just opened; False from a dropped stream until it is back
         self._problem = ""
@@ -165,13 +164,13 @@ class RemoteEngine(EngineBase):
                 self._open.discard(local)
             raise
         with self._lock:
-            lost = session != self._session  # the server restarted since it took the job
+            lost, early = session != self._session, []  # lost: the server restarted since it took the job
             if lost:
                 self._open.discard(local)
             else:
                 self._local[server_job] = local
                 self._server[local] = server_job
-            early = [] if lost else self._early.pop(server_job, [])
+                early = self._early.pop(server_job, [])
         if lost:
             self._emit(Failed(local, LOST))
         for data in early:
@@ -232,7 +231,6 @@ class RemoteEngine(EngineBase):
         if wait:
             self._thread.join(timeout)
 
-
     def connection(self) -> tuple[bool, str]:
         """(connected, why not): False with the last reason while the event stream is down and the client
         tries again by itself (the app's status bar shows it)."""
@@ -272,8 +270,6 @@ class RemoteEngine(EngineBase):
         while not self._closed:
             conn = self._connection(self._stream_timeout)
             session = self._session
-            with self._lock:
-                self._stream_conn = conn
             try:
                 conn.request("GET", "/events", headers={**self._headers(), "Accept": "text/event-stream",
                                                         "Last-Event-ID": last_id})

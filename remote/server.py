@@ -452,16 +452,22 @@ class Gateway:
             job.state = state
             job.session.push(encoded)
 
-    def _cancel(self, job: Job) -> bool:
+    def _cancel(self, job: Job, failed: dict | None = None) -> bool:
+        """Cancels ``job``; with ``failed`` (an encoded Failed event) it ends with that event instead."""
         if job.state == "queued":
             try:
                 job.session.queued.remove(job)
             except ValueError:
                 pass
-            self._finish(job, "cancelled", protocol.encode(_cancelled(job.id)))
+            if failed is None:
+                self._finish(job, "cancelled", protocol.encode(_cancelled(job.id)))
+            else:
+                self._finish(job, "failed", failed)
             return True
         if job.state != "running":
             return False
+        if failed is not None:
+            self._finish(job, "failed", failed)  # the job's own ending, when the engine stops, is not sent
         job.cancelled = True
         if job.call is not None:
             job.call.cancel()  # the worker's generator stops and cancels the engine's job
@@ -472,18 +478,9 @@ class Gateway:
         ``Failed`` sentence, running ones are cancelled on their engines, and every event stream ends
         once it has sent them, so that stopping does not wait for jobs or streams. Returns the jobs ended."""
         self._closing = True
-        ended = 0
-        for job in list(self._jobs.values()):
-            if job.state not in ("queued", "running"):
-                continue
-            self._finish(job, "failed", _failed(job.id, "The server stopped during this job: submit it again when "
-                                                        "the server is back."))
-            if job in job.session.queued:
-                job.session.queued.remove(job)
-            job.cancelled = True
-            if job.call is not None:
-                job.call.cancel()
-            ended += 1
+        ended = sum(self._cancel(job, _failed(job.id, "The server stopped during this job: submit it again when the "
+                                                      "server is back."))
+                    for job in list(self._jobs.values()))
         for session in self._sessions.values():
             if session.changed is not None:
                 session.changed.set()

@@ -56,17 +56,15 @@ def make_pairs(vae, crops_u8: np.ndarray, device, seed: int = 0, batch: int = 16
     """(pixels in -1…1, scaled mean latents) for each crop and a painted-over copy of it."""
     import torch
 
+    from backend.training.preview_head import encoded_batches
+
     rng = np.random.default_rng(seed)
     painted = np.stack([paint_over(c, rng) for c in crops_u8])
     images = np.concatenate([crops_u8, painted])
     pixels, latents = [], []
-    sf = vae.config.scaling_factor
-    vae.eval()
     with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = torch.as_tensor(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2).float()
-            x = (x / 127.5 - 1).to(device)
-            latents.append((vae.encode(x).latent_dist.mean * sf).cpu())
+        for x, z in encoded_batches(vae, images, device, batch):
+            latents.append(z.cpu())
             pixels.append(x.cpu())
     return torch.cat(pixels), torch.cat(latents)
 

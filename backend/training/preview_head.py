@@ -32,6 +32,18 @@ class PreviewHeadConfig:
     minutes: float | None = None  # wall-clock budget (stops early, keeps what it has)
 
 
+def encoded_batches(vae, images_u8: np.ndarray, device, batch: int = 16):
+    """Yields (pixels in -1…1, scaled mean latents) on ``device``, ``batch`` images at a time, for ``images_u8``
+    (n, s, s, 3) uint8; the caller holds ``torch.no_grad()``."""
+    import torch
+
+    vae.eval()
+    for i in range(0, len(images_u8), batch):
+        x = torch.as_tensor(np.ascontiguousarray(images_u8[i:i + batch])).permute(0, 3, 1, 2).float()
+        x = (x / 127.5 - 1).to(device)
+        yield x, vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+
+
 def make_pairs(vae, crops_u8: np.ndarray, device, seed: int = 0, batch: int = 16):
     """(latents, decoded) training pairs: each crop's clean latents and a perturbed copy (noise of a
     random strength, a random scale and shift per channel), with what the decoder makes of each."""
@@ -40,12 +52,8 @@ def make_pairs(vae, crops_u8: np.ndarray, device, seed: int = 0, batch: int = 16
     rng = torch.Generator().manual_seed(seed)
     latents, targets = [], []
     sf = vae.config.scaling_factor
-    vae.eval()
     with torch.no_grad():
-        for i in range(0, len(crops_u8), batch):
-            x = torch.as_tensor(np.ascontiguousarray(crops_u8[i:i + batch])).permute(0, 3, 1, 2).float()
-            x = (x / 127.5 - 1).to(device)
-            z = vae.encode(x).latent_dist.mean * sf
+        for _, z in encoded_batches(vae, crops_u8, device, batch):
             n, c = z.shape[:2]
             sigma = torch.rand(n, 1, 1, 1, generator=rng) * 0.6
             scale = 1 + 0.2 * torch.randn(n, c, 1, 1, generator=rng)

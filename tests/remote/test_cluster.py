@@ -301,8 +301,7 @@ def test_a_dropped_event_stream_reconnects_and_misses_nothing(clients):
     (engine, events), _ = clients
     job = engine.submit(inpaint(steps=12, seed=6))
     events.wait(job, (Started,))
-    conn = engine._stream_conn
-    conn.sock.shutdown(socket.SHUT_RDWR)  # the connection drops mid-job
+    engine._stream_sock.shutdown(socket.SHUT_RDWR)  # the connection drops mid-job
     got = events.wait(job)
     assert isinstance(got[-1], Result)
     assert sum(isinstance(e, Started) for e in got) == 1 and sum(isinstance(e, TERMINAL) for e in got) == 1
